@@ -1,0 +1,5 @@
+"""scikit-learn / skorch estimators."""
+
+from skcrystal.estimators.regressors import CGCNNRegressor
+
+__all__ = ["CGCNNRegressor"]

@@ -1,0 +1,7 @@
+"""From crystal structures to crystal graphs (no torch needed)."""
+
+from skcrystal.graphs.atom_features import AtomFeatureTable, cgcnn_atom_features
+from skcrystal.graphs.container import CrystalGraphs
+from skcrystal.graphs.transformer import CrystalGraphTransformer
+
+__all__ = ["AtomFeatureTable", "CrystalGraphTransformer", "CrystalGraphs", "cgcnn_atom_features"]

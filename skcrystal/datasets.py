@@ -1,0 +1,673 @@
+"""Crystal datasets as pandas DataFrames with a ``structure`` column.
+
+Every loader looks its files up in one data home (:func:`get_data_home`), checks their
+sha256 before use and, when a file is missing, fetches its public original with pooch.
+Whatever is derived from the data (extracted archives, parsed structures) goes to the
+cache directory (:func:`get_cache_dir`), so the data home may be read-only.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import json
+import os
+import pickle
+import posixpath
+import tarfile
+import warnings
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pandas as pd
+import pooch
+from joblib import Parallel, delayed
+from pymatgen.core import Structure
+from pymatgen.core import __version__ as _PYMATGEN_VERSION
+from pymatgen.io.vasp import Poscar
+from tqdm.auto import tqdm
+
+__all__ = [
+    "get_cache_dir",
+    "get_data_home",
+    "load_cgcnn_folder",
+    "load_matminer_dataset",
+    "load_matminer_legacy",
+    "load_mp_band_gap",
+    "load_mp_formation_energy",
+]
+
+DATA_HOME_ENV = "SKCRYSTAL_DATA"
+CACHE_DIR_ENV = "SKCRYSTAL_CACHE"
+
+_T = TypeVar("_T")
+_CHUNK_SIZE = 256
+# pymatgen warns for every CIF whose coordinates it snaps to ideal values: harmless here.
+_ROUNDING_WARNING = (
+    r"Issues encountered while parsing CIF: \d+ fractional coordinates rounded to ideal "
+    r"values to avoid issues with finite precision\.\Z"
+)
+
+
+def get_data_home(data_home: str | os.PathLike[str] | None = None) -> Path:
+    """Return the folder where the dataset files are looked up.
+
+    Parameters
+    ----------
+    data_home : str or path-like, optional
+        Folder to use. Defaults to the ``SKCRYSTAL_DATA`` environment variable, else
+        ``~/skcrystal_data``. The folder is not created: it may be read-only, and only a
+        download writes to it.
+
+    Returns
+    -------
+    pathlib.Path
+        The data home, with ``~`` expanded.
+
+    Examples
+    --------
+    >>> from skcrystal.datasets import get_data_home
+    >>> str(get_data_home("/srv/crystals"))
+    '/srv/crystals'
+    """
+    chosen = data_home or os.environ.get(DATA_HOME_ENV) or "~/skcrystal_data"
+    return Path(chosen).expanduser()
+
+
+def get_cache_dir() -> Path:
+    """Return (and create) the folder for derived files: extracted archives, parsed data.
+
+    It is the ``SKCRYSTAL_CACHE`` environment variable if set, else the user cache folder
+    ``pooch.os_cache("skcrystal")``. Deleting it only costs time.
+
+    Returns
+    -------
+    pathlib.Path
+        The cache folder.
+
+    Examples
+    --------
+    >>> from skcrystal.datasets import get_cache_dir
+    >>> get_cache_dir().is_dir()
+    True
+    """
+    env = os.environ.get(CACHE_DIR_ENV)
+    cache = Path(env).expanduser() if env else Path(pooch.os_cache("skcrystal"))
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache
+
+
+# --------------------------------------------------------------------------- checksums
+
+
+def _check_sha256(path: Path, expected: str) -> Path:
+    actual = pooch.file_hash(str(path))
+    if actual != expected:
+        raise ValueError(
+            f"Checksum mismatch for {path}: expected sha256 {expected}, got {actual}. "
+            "The file is damaged or not the published version: delete it and fetch it again."
+        )
+    return path
+
+
+def _folder_manifest(folder: Path, *, content: bool = True) -> str:
+    """Hash a folder: sha256 over the sorted ``name<TAB>digest`` lines of its files.
+
+    ``digest`` is the file's sha256 when ``content`` (to verify a download), else its size
+    and modification time (a cheap key for the parse cache).
+    """
+
+    def digest(path: Path) -> str:
+        if content:
+            return pooch.file_hash(str(path))
+        stat = path.stat()
+        return f"{stat.st_size}\t{stat.st_mtime_ns}"
+
+    lines = sorted(
+        f"{path.relative_to(folder).as_posix()}\t{digest(path)}\n"
+        for path in folder.rglob("*")
+        if path.is_file()
+    )
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def _check_manifest(folder: Path, expected: str) -> Path:
+    actual = _folder_manifest(folder)
+    if actual != expected:
+        raise ValueError(
+            f"Content mismatch for the folder {folder}: expected manifest hash {expected}, "
+            f"got {actual}. The download is not the published version: delete it and retry."
+        )
+    return folder
+
+
+# --------------------------------------------------------------------------- file registry
+
+
+@dataclass(frozen=True)
+class _Remote:
+    """A public archive holding the original of a data file (or folder)."""
+
+    url: str
+    fname: str  # name of the downloaded archive in the data home
+    sha256: str | None  # of the archive; None when unknown (checked by content instead)
+    member: str  # path of the file or folder inside the archive
+    member_hash: str  # sha256 of the member file, or manifest hash of the member folder
+
+
+@dataclass(frozen=True)
+class _DataFile:
+    """A file expected in the data home, and where its public original is."""
+
+    name: str  # path relative to the data home
+    sha256: str
+    remote: _Remote
+
+
+_CRYSXPP_COMMIT = "b12e52b8db9fd0cfff28fece39e1756cb96182e2"
+_MP_CGCNN = _DataFile(
+    name="mp_cgcnn_formation_energy.tar.xz",
+    sha256="aa2c89f635651ab92326f6291af28409dce199c058ca8aaf3f20dee55df418d8",
+    remote=_Remote(
+        url=f"https://github.com/kdmsit/crysxpp/archive/{_CRYSXPP_COMMIT}.tar.gz",
+        fname=f"crysxpp-{_CRYSXPP_COMMIT}.tar.gz",
+        sha256=None,
+        member=f"crysxpp-{_CRYSXPP_COMMIT}/data",
+        member_hash="eaec49748dd1e94720b2a37c35a75cf13c6e5a0a98049991455b05325e540071",
+    ),
+)
+_MEGNET_GAP = _DataFile(
+    name="mp_megnet_2018_targets/megnet_gappbe.json.zip",
+    sha256="ab79f9f722731aa5131ca97df91d48cf37611dab9b0ac5934e274be7e7071b1e",
+    remote=_Remote(
+        url="https://files.pythonhosted.org/packages/py3/j/jarvis_leaderboard/"
+        "jarvis_leaderboard-2024.10.30-py3-none-any.whl",
+        fname="jarvis_leaderboard-2024.10.30-py3-none-any.whl",
+        sha256="62cd3012987e83880583801a5ed46c0b999781505f246d91554cde6fd62d81ff",
+        member="jarvis_leaderboard/benchmarks/AI/SinglePropertyPrediction/megnet_gappbe.json.zip",
+        member_hash="ab79f9f722731aa5131ca97df91d48cf37611dab9b0ac5934e274be7e7071b1e",
+    ),
+)
+
+
+def _matminer_legacy_file(name: str, gz_sha256: str, csv_sha256: str) -> _DataFile:
+    """A CSV bundled in the matminer 0.4.2 sdist, kept gzipped in the data home."""
+    return _DataFile(
+        name=f"matminer_legacy/{name}.csv.gz",
+        sha256=gz_sha256,
+        remote=_Remote(
+            url="https://files.pythonhosted.org/packages/source/m/matminer/matminer-0.4.2.tar.gz",
+            fname="matminer-0.4.2.tar.gz",
+            sha256="355792330e20b121cae1492e6e8b4bcae4cf5fc5fa30d44241ef680fb809030c",
+            member=f"matminer-0.4.2/matminer/datasets/{name}.csv",
+            member_hash=csv_sha256,
+        ),
+    )
+
+
+_MATMINER_LEGACY = {
+    "dielectric_constant": _matminer_legacy_file(
+        "dielectric_constant",
+        "62a6ff80e9706dc3cdd6fe2107eebfd90b74c666fd66f1d3d5db42a8b277a8ac",
+        "ecbd410d33c95d5b05822cff6c7c0ba809a024b4ede3855ec5efc48d5e29ea77",
+    ),
+    "piezoelectric_tensor": _matminer_legacy_file(
+        "piezoelectric_tensor",
+        "06912293d1066cd1a0b7f316fa2fc3390706c0c48856f576da74282d98aacfe0",
+        "4be45c8df76a9600f789255ddcb05a92fc3807e0b96fd01e85713a58c34a2ae1",
+    ),
+    "flla_2015": _matminer_legacy_file(
+        "flla_2015",
+        "1224e254965e2fb10dc263168705552827382267209b1bd862756e6dc489a657",
+        "35b8dbc0b92f4dc7e219fd6606c3a27bee18a9618f376cfee1ff731e306210bb",
+    ),
+}
+
+
+def _how_to_get(file: _DataFile, home: Path) -> str:
+    remote = file.remote
+    return (
+        f"Download {remote.url} and save it as {home / remote.fname}, or put {file.name} "
+        f"(sha256 {file.sha256}) in {home}. The data home is set by data_home= or the "
+        f"{DATA_HOME_ENV} environment variable."
+    )
+
+
+def _download(remote: _Remote, home: Path) -> Path:
+    """Fetch ``remote`` into the data home, extract its member into the cache, verify it."""
+    unpack = pooch.Unzip if remote.fname.endswith(".whl") else pooch.Untar
+    extract_dir = get_cache_dir() / "extracted" / remote.fname
+    home.mkdir(parents=True, exist_ok=True)
+    pooch.retrieve(
+        remote.url,
+        known_hash=remote.sha256,
+        fname=remote.fname,
+        path=home,
+        processor=unpack(members=[remote.member], extract_dir=str(extract_dir)),
+    )
+    member = extract_dir / remote.member
+    if member.is_dir():
+        return _check_manifest(member, remote.member_hash)
+    return _check_sha256(member, remote.member_hash)
+
+
+def _locate(file: _DataFile, data_home: str | os.PathLike[str] | None, download: bool) -> Path:
+    """Return the verified path of ``file`` (or of its downloaded original)."""
+    home = get_data_home(data_home)
+    path = home / file.name
+    if path.exists():
+        return _check_sha256(path, file.sha256)
+    if not (download or (home / file.remote.fname).exists()):
+        raise FileNotFoundError(f"{path} is missing and download=False. {_how_to_get(file, home)}")
+    try:
+        return _download(file.remote, home)
+    except OSError as exc:
+        raise OSError(
+            f"{path} is missing and downloading {file.remote.url} failed ({exc}). "
+            + _how_to_get(file, home)
+        ) from exc
+
+
+def _cached(key: str, compute: Callable[[], _T]) -> _T:
+    """Return ``compute()``, pickled in the cache folder under ``key`` for the next call."""
+    folder = get_cache_dir() / "parsed"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{key}-pymatgen{_PYMATGEN_VERSION}-pandas{pd.__version__}.pkl"
+    if path.exists():
+        with path.open("rb") as stream:
+            return pickle.load(stream)
+    value = compute()
+    partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+    with partial.open("wb") as stream:
+        pickle.dump(value, stream, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(partial, path)
+    return value
+
+
+# --------------------------------------------------------------------------- CGCNN layout
+
+
+def _archive_files(path: Path) -> dict[str, str]:
+    """Text of the files beside the single ``id_prop.csv`` of a tar archive, by file name."""
+    with tarfile.open(path) as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+    roots = {posixpath.dirname(name) for name in files if posixpath.basename(name) == "id_prop.csv"}
+    if len(roots) != 1:
+        raise ValueError(f"{path} must hold exactly one id_prop.csv, found {len(roots)}")
+    (root,) = roots
+    return {
+        posixpath.basename(name): data.decode("utf-8", errors="replace")
+        for name, data in files.items()
+        if posixpath.dirname(name) == root
+    }
+
+
+def _file_reader(path: Path) -> Callable[[str], str]:
+    """Return ``read(name)``, the text of a file of a CGCNN folder or archive."""
+    if path.is_dir():
+        return lambda name: (path / name).read_text(encoding="utf-8", errors="replace")
+    return _archive_files(path).__getitem__
+
+
+def _read_id_prop(text: str, limit: int | None) -> pd.DataFrame:
+    table = pd.read_csv(io.StringIO(text), header=None, dtype={0: str}, nrows=limit)
+    table = table.set_index(0).rename_axis("cif_id")
+    n_targets = table.shape[1]
+    table.columns = ["target"] if n_targets == 1 else [f"target_{i}" for i in range(n_targets)]
+    return table
+
+
+def _read_cif(read: Callable[[str], str], cif_id: str, source: Path) -> str:
+    try:
+        return read(f"{cif_id}.cif")
+    except (OSError, KeyError) as exc:
+        raise ValueError(
+            f"id_prop.csv lists cif_id {cif_id!r} but {cif_id}.cif is missing from {source}"
+        ) from exc
+
+
+def _parse_cif(cif_id: str, text: str) -> Structure:
+    try:
+        return Structure.from_str(text, fmt="cif")
+    except Exception as exc:  # pymatgen raises ValueError, ZeroDivisionError, KeyError, ...
+        raise ValueError(
+            f"Could not parse {cif_id}.cif (cif_id {cif_id!r}): {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _parse_chunk(items: list[tuple[str, str]]) -> list[Structure]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _ROUNDING_WARNING, UserWarning)
+        return [_parse_cif(cif_id, text) for cif_id, text in items]
+
+
+def _parse_cifs(
+    items: list[tuple[str, str]], n_jobs: int | None, progress: bool
+) -> list[Structure]:
+    chunks = [items[i : i + _CHUNK_SIZE] for i in range(0, len(items), _CHUNK_SIZE)]
+    jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_parse_chunk)(chunk) for chunk in chunks
+    )
+    structures: list[Structure] = []
+    with tqdm(total=len(items), disable=not progress, desc="Parsing CIFs", unit="CIF") as bar:
+        for parsed in jobs:
+            structures.extend(parsed)
+            bar.update(len(parsed))
+    return structures
+
+
+def _source_key(path: Path) -> str:
+    """Cache key of a data source: an archive's sha256, or a folder's file listing."""
+    return _folder_manifest(path, content=False) if path.is_dir() else pooch.file_hash(str(path))
+
+
+def _parse_cgcnn(
+    read: Callable[[str], str], source: Path, n_jobs: int | None, limit: int | None, progress: bool
+) -> pd.DataFrame:
+    table = _read_id_prop(read("id_prop.csv"), limit)
+    items = [(cif_id, _read_cif(read, cif_id, source)) for cif_id in table.index]
+    table.insert(0, "structure", _parse_cifs(items, n_jobs, progress))
+    return table
+
+
+def load_cgcnn_folder(
+    path: str | os.PathLike[str],
+    *,
+    n_jobs: int | None = None,
+    limit: int | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Load a dataset in the CGCNN layout: ``id_prop.csv`` plus one CIF per crystal.
+
+    ``id_prop.csv`` has no header; each row is ``cif_id,target[,target2,...]`` and names
+    the file ``<cif_id>.cif`` beside it. The parsed result is cached in
+    :func:`get_cache_dir` (keyed by the archive's sha256, or the folder's file names,
+    sizes and modification times, and ``limit``), so a second call is fast. The files
+    given are only read.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The folder, or a ``.tar.gz`` / ``.tar.xz`` archive of it (read directly, not
+        extracted; the folder is the one holding the archive's ``id_prop.csv``).
+    n_jobs : int, optional
+        Number of joblib workers that parse the CIFs; ``None`` means 1 unless in a
+        :func:`joblib.parallel_config` context, ``-1`` means all cores.
+    limit : int, optional
+        Load only the first ``limit`` rows of ``id_prop.csv``.
+    progress : bool, default=False
+        Show a tqdm progress bar while parsing.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``cif_id`` (str), with a ``structure`` column of
+        :class:`pymatgen.core.Structure` and the target column ``target`` (one target) or
+        ``target_0``, ``target_1``, ... (several).
+
+    Raises
+    ------
+    ValueError
+        If a CIF cannot be parsed or is missing; the message names the ``cif_id`` and,
+        for a parse failure, pymatgen's reason.
+
+    Examples
+    --------
+    >>> from skcrystal.datasets import get_data_home, load_cgcnn_folder
+    >>> archive = get_data_home() / "mp_cgcnn_formation_energy.tar.xz"
+    >>> df = load_cgcnn_folder(archive, limit=3)
+    >>> df.columns.tolist()
+    ['structure', 'target']
+    >>> df.loc["1", "structure"].composition.reduced_formula
+    'BaTe'
+    """
+    path = Path(path)
+    return _cached(
+        f"cgcnn-{_source_key(path)}-limit{limit}",
+        lambda: _parse_cgcnn(_file_reader(path), path, n_jobs, limit, progress),
+    )
+
+
+# --------------------------------------------------------------------------- named datasets
+
+
+def _parse_mp_cgcnn(
+    source: Path, n_jobs: int | None, limit: int | None, progress: bool
+) -> pd.DataFrame:
+    read = _file_reader(source)
+    data = _parse_cgcnn(read, source, n_jobs, limit, progress).rename(columns={"target": "e_form"})
+    id_hash = io.StringIO(read("material_id_hash.csv"))
+    mp_ids = pd.read_csv(id_hash, header=None, index_col=0, dtype=str).iloc[:, 0]
+    data["mp_id"] = mp_ids.reindex(data.index)
+    return data
+
+
+def load_mp_formation_energy(
+    *,
+    data_home: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    n_jobs: int | None = None,
+    download: bool = True,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Load the 36,737 Materials Project crystals of CGCNN with their formation energy.
+
+    The set of Xie & Grossman, PRL 120, 145301 (2018), as redistributed (MIT) in the
+    CrysXPP repository: relaxed MP structures (about 2017) and their formation energy per
+    atom. Reads ``mp_cgcnn_formation_energy.tar.xz`` from the data home, or downloads the
+    ``data/`` folder of GitHub kdmsit/crysxpp at commit ``b12e52b8``. Parsing all
+    36,737 CIFs takes a few minutes once (use ``n_jobs=-1``); later calls read the cache.
+
+    Parameters
+    ----------
+    data_home : str or path-like, optional
+        See :func:`get_data_home`.
+    limit : int, optional
+        Load only the first ``limit`` crystals.
+    n_jobs : int, optional
+        Number of joblib workers parsing the CIFs (``-1``: all cores).
+    download : bool, default=True
+        Fetch the public original into the data home if the file is missing.
+    progress : bool, default=False
+        Show a progress bar while parsing.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``cif_id`` (str), with columns ``structure``
+        (:class:`pymatgen.core.Structure`), ``e_form`` (eV/atom) and ``mp_id``.
+
+    Examples
+    --------
+    >>> from skcrystal.datasets import load_mp_formation_energy
+    >>> df = load_mp_formation_energy(limit=5)
+    >>> df.columns.tolist()
+    ['structure', 'e_form', 'mp_id']
+    >>> df.loc["1", "mp_id"], round(float(df.loc["1", "e_form"]), 3)
+    ('mp-1000', -1.792)
+    """
+    source = _locate(_MP_CGCNN, data_home, download)
+    return _cached(
+        f"mp_e_form-{_source_key(source)}-limit{limit}",
+        lambda: _parse_mp_cgcnn(source, n_jobs, limit, progress),
+    )
+
+
+def _read_megnet_targets(path: Path) -> pd.Series:
+    """Values of a MEGNet ``{"train"|"val"|"test": {mp_id: "value"}}`` zip, by mp_id."""
+    with zipfile.ZipFile(path) as archive:
+        (name,) = archive.namelist()
+        splits = json.loads(archive.read(name))
+    return pd.Series(
+        {mp_id: float(value) for split in splits.values() for mp_id, value in split.items()}
+    )
+
+
+def load_mp_band_gap(
+    *,
+    data_home: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    n_jobs: int | None = None,
+    download: bool = True,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Load the CGCNN Materials Project crystals with their PBE band gap (MP 2018.6.1).
+
+    The structures of :func:`load_mp_formation_energy`, joined through ``mp_id`` with
+    the PBE band gap of the MEGNet MP-2018.6.1 benchmark (Chen et al., Chem. Mater. 31,
+    3564 (2019); file ``mp_megnet_2018_targets/megnet_gappbe.json.zip`` of the data home,
+    else downloaded from the PyPI wheel ``jarvis-leaderboard==2024.10.30``). The gap
+    belongs to the 2018 calculation of the (2017) structure with that ``mp_id``.
+
+    **Filter**: crystals whose ``mp_id`` has no gap in MP 2018.6.1 are dropped: 36,476
+    of the 36,737 crystals are kept, 261 are removed.
+
+    Parameters
+    ----------
+    data_home : str or path-like, optional
+        See :func:`get_data_home`.
+    limit : int, optional
+        Use only the first ``limit`` crystals (before dropping those without a gap).
+    n_jobs : int, optional
+        Number of joblib workers parsing the CIFs (``-1``: all cores).
+    download : bool, default=True
+        Fetch the public originals into the data home if files are missing.
+    progress : bool, default=False
+        Show a progress bar while parsing.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``cif_id`` (str), with columns ``structure``, ``mp_id`` and
+        ``gap_pbe`` (eV).
+
+    Examples
+    --------
+    >>> from skcrystal.datasets import load_mp_band_gap
+    >>> df = load_mp_band_gap(limit=5)
+    >>> df.columns.tolist()
+    ['structure', 'mp_id', 'gap_pbe']
+    >>> print(df.loc["1", ["mp_id", "gap_pbe"]].to_dict())
+    {'mp_id': 'mp-1000', 'gap_pbe': 1.593...}
+    """
+    data = load_mp_formation_energy(
+        data_home=data_home, limit=limit, n_jobs=n_jobs, download=download, progress=progress
+    ).drop(columns="e_form")
+    gaps = _read_megnet_targets(_locate(_MEGNET_GAP, data_home, download))
+    data["gap_pbe"] = data["mp_id"].map(gaps)
+    has_gap = data["gap_pbe"].notna()
+    return data[has_gap]
+
+
+def _read_matminer_csv(path: Path) -> pd.DataFrame:
+    data = pd.read_csv(path, comment="#")
+    if "poscar" in data:
+        # ``structure`` holds the same crystal as a CIF; matminer built it from the POSCAR.
+        data["cif"] = data["structure"]
+        data["structure"] = [Poscar.from_str(text).structure for text in data["poscar"]]
+    else:
+        data["structure"] = [
+            Structure.from_dict(ast.literal_eval(text)) for text in data["structure"]
+        ]
+    return data
+
+
+def load_matminer_legacy(
+    name: str,
+    *,
+    data_home: str | os.PathLike[str] | None = None,
+    download: bool = True,
+) -> pd.DataFrame:
+    """Load a dataset bundled in old matminer releases (0.2.9 to 0.4.2).
+
+    ======================== ====== ==========================================================
+    name                     rows   targets
+    ======================== ====== ==========================================================
+    ``dielectric_constant``  1,056  ``n``, ``poly_electronic``, ``poly_total``, ``band_gap``
+                                    (Petousis et al., Sci. Data 4, 160134 (2017))
+    ``piezoelectric_tensor`` 941    ``eij_max`` (C/m²), ``v_max``, ``piezoelectric_tensor``
+                                    (de Jong et al., Sci. Data 2, 150053 (2015))
+    ``flla_2015``            3,938  ``formation_energy_per_atom`` (eV/atom), ``e_above_hull``
+                                    (Faber et al., Int. J. Quantum Chem. 115, 1094 (2015))
+    ======================== ====== ==========================================================
+
+    Reads ``matminer_legacy/<name>.csv.gz`` from the data home, else downloads the
+    matminer 0.4.2 sdist from PyPI. The parsed result is cached in :func:`get_cache_dir`.
+
+    Parameters
+    ----------
+    name : {"dielectric_constant", "piezoelectric_tensor", "flla_2015"}
+        The dataset.
+    data_home : str or path-like, optional
+        See :func:`get_data_home`.
+    download : bool, default=True
+        Fetch the public original into the data home if the file is missing.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The CSV's columns, with ``structure`` holding :class:`pymatgen.core.Structure`
+        objects (built, as matminer did, from the ``poscar`` column when there is one; the
+        original CIF text is then kept as ``cif``).
+
+    Examples
+    --------
+    >>> from skcrystal.datasets import load_matminer_legacy
+    >>> df = load_matminer_legacy("piezoelectric_tensor")
+    >>> len(df), df.loc[0, "structure"].composition.reduced_formula == df.loc[0, "formula"]
+    (941, True)
+    """
+    try:
+        file = _MATMINER_LEGACY[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown legacy matminer dataset {name!r}; choose one of {sorted(_MATMINER_LEGACY)}"
+        ) from None
+    path = _locate(file, data_home, download)
+    return _cached(f"{name}-{pooch.file_hash(str(path))}", lambda: _read_matminer_csv(path))
+
+
+def load_matminer_dataset(
+    name: str, *, data_home: str | os.PathLike[str] | None = None, **kwargs: object
+) -> pd.DataFrame:
+    """Load a dataset with :func:`matminer.datasets.load_dataset`, in our data home.
+
+    matminer is an optional dependency (``pip install matminer``); its datasets are
+    downloaded from figshare by matminer itself.
+
+    Parameters
+    ----------
+    name : str
+        A matminer dataset name, such as ``"matbench_mp_gap"``.
+    data_home : str or path-like, optional
+        See :func:`get_data_home`.
+    **kwargs
+        Passed to :func:`matminer.datasets.load_dataset` (``download_if_missing``,
+        ``pbar``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        What matminer returns.
+
+    Raises
+    ------
+    ImportError
+        If matminer is not installed.
+
+    Examples
+    --------
+    >>> from skcrystal.datasets import load_matminer_dataset
+    >>> df = load_matminer_dataset("matbench_jdft2d")  # doctest: +SKIP
+    """
+    try:
+        from matminer.datasets import load_dataset
+    except ImportError as exc:
+        raise ImportError(
+            "load_matminer_dataset needs matminer, an optional dependency: pip install matminer"
+        ) from exc
+    return load_dataset(name, data_home=str(get_data_home(data_home)), **kwargs)

@@ -1,0 +1,244 @@
+"""Shared skorch machinery of the crystal graph estimators.
+
+Input coercion (structures or :class:`CrystalGraphs`), target standardisation fitted on
+the training rows, the internal validation split, early stopping on validation MAE,
+seeding, and batching through :class:`CrystalGraphDataset`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNetRegressor
+from skorch.callbacks import EarlyStopping, ProgressBar
+from torch.utils.data import Subset
+
+from skcrystal.estimators.callbacks import ValidMAE
+from skcrystal.estimators.data import CrystalGraphDataset, root_dataset
+from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
+from skcrystal.nn.batch import CrystalBatch
+
+
+@contextlib.contextmanager
+def seeded(random_state: int | None, device: str | torch.device | None):
+    """Seed torch inside the block only, leaving the caller's global RNG state untouched."""
+    if random_state is None:
+        yield
+        return
+    devices = []
+    if torch.cuda.is_available() and str(device).startswith("cuda"):
+        devices = [torch.device(device).index or 0]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(random_state)
+        yield
+
+
+class CrystalGraphRegressorBase(NeuralNetRegressor):
+    """skorch ``NeuralNetRegressor`` that trains on crystal graphs.
+
+    Subclasses name the torch module and say which of their parameters the module takes
+    (:meth:`module_params`). Everything else is shared: see :class:`CGCNNRegressor` for
+    the parameters.
+    """
+
+    def __init__(
+        self,
+        module: type[torch.nn.Module],
+        *,
+        graph_builder: CrystalGraphTransformer | None = None,
+        early_stopping: bool = True,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 20,
+        random_state: int | None = None,
+        train_split: Any = "auto",
+        optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
+        lr: float = 1e-3,
+        max_epochs: int = 100,
+        batch_size: int = 128,
+        verbose: int = 0,
+        device: str = "cpu",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            module,
+            train_split=train_split,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            verbose=verbose,
+            device=device,
+            **kwargs,
+        )
+        self.graph_builder = graph_builder
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.random_state = random_state
+
+    # --- what subclasses provide ---------------------------------------------------------
+    def module_params(self) -> dict[str, Any]:
+        """Keyword arguments for the module, from fitted data and estimator parameters."""
+        raise NotImplementedError
+
+    def get_params_for(self, prefix: str) -> dict[str, Any]:
+        params = super().get_params_for(prefix)
+        if prefix == "module":
+            return {**self.module_params(), **params}
+        return params
+
+    # --- callbacks and splitting ------------------------------------------------------------
+    def get_default_callbacks(self) -> list:
+        callbacks = [*super().get_default_callbacks(), ("valid_mae", ValidMAE())]
+        if self.early_stopping:
+            callbacks.append(
+                (
+                    "early_stopping",
+                    EarlyStopping(
+                        monitor="valid_mae", patience=self.n_iter_no_change, load_best=True
+                    ),
+                )
+            )
+        if self.verbose and self.verbose >= 2:
+            callbacks.append(("progress_bar", ProgressBar()))
+        return callbacks
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        dataset = self.get_dataset(X, y)
+        if self.train_split != "auto":
+            return super().get_split_datasets(X, y, **fit_params)
+        if getattr(self, "validation_set_", None) is not None:
+            return dataset, self.validation_set_
+        if not self.early_stopping:
+            return dataset, None
+        n = len(dataset)
+        n_valid = int(round(self.validation_fraction * n))
+        if not 0 < n_valid < n:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} of {n} crystals leaves no "
+                "training or no validation crystal; give more data, change the fraction, "
+                "pass validation_data, or set early_stopping=False"
+            )
+        order = np.random.default_rng(self.random_state).permutation(n)
+        return Subset(dataset, order[n_valid:].tolist()), Subset(dataset, order[:n_valid].tolist())
+
+    def get_iterator(self, dataset, training=False):
+        prefix = "iterator_train" if training else "iterator_valid"
+        if "collate_fn" not in self.get_params_for(prefix):
+            setattr(self, f"{prefix}__collate_fn", root_dataset(dataset).collate)
+            try:
+                return super().get_iterator(dataset, training=training)
+            finally:
+                delattr(self, f"{prefix}__collate_fn")
+        return super().get_iterator(dataset, training=training)
+
+    def infer(self, x: CrystalBatch, **fit_params) -> torch.Tensor:
+        return self.module_(x.to(self.device), **fit_params)
+
+    # --- inputs ------------------------------------------------------------------------------
+    def _to_graphs(self, X: Any) -> CrystalGraphs:
+        if isinstance(X, CrystalGraphs):
+            return X
+        if isinstance(X, (list, tuple)) and X and all(isinstance(x, CrystalGraphs) for x in X):
+            return CrystalGraphs.concatenate(X)  # scikit-learn's list indexing of CrystalGraphs
+        builder = getattr(self, "graph_builder_", None)
+        if builder is None:
+            builder = CrystalGraphTransformer() if self.graph_builder is None else self.graph_builder
+            builder = clone(builder)
+        return builder.transform(X)
+
+    def _check_targets(self, y: Any, n_crystals: int) -> np.ndarray:
+        if y is None:
+            raise ValueError(f"{type(self).__name__}.fit needs targets y")
+        y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y, dtype=np.float64)
+        if y.ndim not in (1, 2):
+            raise ValueError(f"y must be 1-D or 2-D (one column per property), got {y.shape}")
+        if len(y) != n_crystals:
+            raise ValueError(f"X has {n_crystals} crystals but y has {len(y)} rows")
+        bad = np.flatnonzero(~np.isfinite(y).reshape(len(y), -1).all(axis=1))
+        if len(bad):
+            raise ValueError(f"y[{bad[0]}] is not finite ({len(bad)} rows are NaN or inf)")
+        return y.reshape(len(y), -1)
+
+    def _check_settings(self, graphs: CrystalGraphs) -> None:
+        expected = self.graph_settings_
+        found = (graphs.cutoff, graphs.max_neighbors, graphs.atom_features.name)
+        if found != expected:
+            raise ValueError(
+                f"graphs built with (cutoff, max_neighbors, atom_features)={found}, but the "
+                f"model was fitted on {expected}; build them with the same transformer"
+            )
+
+    # --- fit / predict ----------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None, *, validation_data: tuple | None = None, **fit_params):
+        """Fit on crystals ``X`` and targets ``y``.
+
+        Parameters
+        ----------
+        X : sequence of crystals or CrystalGraphs
+            pymatgen Structures (list, array, pandas Series), ASE Atoms, CIF/POSCAR paths,
+            or graphs from :class:`~skcrystal.CrystalGraphTransformer`.
+        y : array-like of shape (n_crystals,) or (n_crystals, n_properties)
+        validation_data : tuple (X_val, y_val), optional
+            Crystals used, instead of an internal random split, to pick the best epoch
+            (early stopping) and to report ``valid_mae``.
+
+        Returns
+        -------
+        self
+        """
+        if not isinstance(self.validation_fraction, numbers.Real) or not (
+            0 < self.validation_fraction < 1
+        ):
+            raise ValueError(
+                f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
+            )
+        if self.graph_builder is not None or not hasattr(self, "graph_builder_"):
+            self.graph_builder_ = clone(self.graph_builder or CrystalGraphTransformer())
+        graphs = self._to_graphs(X)
+        y_was_1d = np.ndim(y) == 1
+        y = self._check_targets(y, len(graphs))
+        if not (self.warm_start and self.initialized_):
+            self.graph_settings_ = (graphs.cutoff, graphs.max_neighbors, graphs.atom_features.name)
+            self.n_atom_features_ = graphs.atom_features.n_features
+            self.n_targets_ = y.shape[1]
+            self.target_mean_ = y.mean(axis=0)
+            scale = y.std(axis=0)
+            self.target_scale_ = np.where(scale > 0, scale, 1.0)
+            self.y_was_1d_ = y_was_1d
+        self._check_settings(graphs)
+        self.validation_set_ = None
+        if validation_data is not None:
+            X_val, y_val = validation_data
+            graphs_val = self._to_graphs(X_val)
+            self._check_settings(graphs_val)
+            y_val = self._check_targets(y_val, len(graphs_val))
+            self.validation_set_ = self._dataset(graphs_val, y_val)
+        with seeded(self.random_state, self.device):
+            super().fit(self._dataset(graphs, y), None, **fit_params)
+        self.validation_set_ = None
+        return self
+
+    def _dataset(self, graphs: CrystalGraphs, y: np.ndarray | None) -> CrystalGraphDataset:
+        return CrystalGraphDataset(graphs, y, self.target_mean_, self.target_scale_)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predict the properties of crystals ``X``, in the units of the training targets.
+
+        Returns
+        -------
+        ndarray of shape (n_crystals,) or (n_crystals, n_properties)
+            1-D when the model was fitted on a 1-D ``y``.
+        """
+        check_is_fitted(self, "target_mean_")
+        graphs = self._to_graphs(X)
+        self._check_settings(graphs)
+        scaled = super().predict(self._dataset(graphs, None))
+        predictions = scaled * self.target_scale_ + self.target_mean_
+        return predictions.ravel() if self.n_targets_ == 1 and self.y_was_1d_ else predictions

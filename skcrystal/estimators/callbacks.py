@@ -1,0 +1,30 @@
+"""skorch callbacks shared by the crystal graph estimators."""
+
+from __future__ import annotations
+
+from skorch.callbacks import Callback
+
+
+class ValidMAE(Callback):
+    """Record ``valid_mae``: the validation mean absolute error in the target's units.
+
+    Computed from the predictions the validation loop already made, so it costs no extra
+    forward pass. With several targets it is the mean over targets of their MAEs.
+    """
+
+    def on_epoch_begin(self, net, **kwargs) -> None:
+        self.abs_error_sum_ = 0.0
+        self.count_ = 0
+
+    def on_batch_end(self, net, batch, training, y_pred=None, **kwargs) -> None:
+        _, y_true = batch
+        if training or y_true is None or y_pred is None:
+            return
+        error = (y_pred.detach() - y_true.to(y_pred.device)).abs().cpu().numpy()
+        self.abs_error_sum_ += float((error * net.target_scale_).mean(axis=1).sum())
+        self.count_ += len(error)
+
+    def on_epoch_end(self, net, **kwargs) -> None:
+        if self.count_:
+            net.history.record("valid_mae", self.abs_error_sum_ / self.count_)
+

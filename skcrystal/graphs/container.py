@@ -1,0 +1,286 @@
+"""``CrystalGraphs``: a compact, sliceable, picklable batch of crystal graphs.
+
+All graphs live in a few flat arrays (CSR layout): species per site, and directed edges
+``center -> neighbor`` with their distance. Edge features (the Gaussian expansion of the
+distance) and atom feature vectors are made per mini-batch by :meth:`CrystalGraphs.batch`,
+never stored: that keeps 37K Materials Project crystals in about 200 MB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from skcrystal.graphs.atom_features import AtomFeatureTable
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenate ``arange(s, s + n)`` for each start ``s`` and length ``n``."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    shift = np.asarray(starts, dtype=np.int64) - (np.cumsum(lengths) - lengths)
+    return np.repeat(shift, lengths) + np.arange(total, dtype=np.int64)
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    """CSR pointer array ``[0, l0, l0 + l1, ...]`` for the given lengths."""
+    ptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=ptr[1:])
+    return ptr
+
+
+@dataclass(frozen=True)
+class GraphParts:
+    """Arrays of one crystal graph, as built from one structure.
+
+    ``species_count[i]`` entries of ``species_z`` / ``species_occupancy`` belong to site
+    ``i`` (one for an ordered site, several for a disordered one).
+    """
+
+    species_count: np.ndarray  # (n_sites,) int16
+    species_z: np.ndarray  # (n_species,) int16
+    species_occupancy: np.ndarray  # (n_species,) float32
+    center: np.ndarray  # (n_edges,) int32, site index within the crystal
+    neighbor: np.ndarray  # (n_edges,) int32
+    distance: np.ndarray  # (n_edges,) float32, Å
+
+
+class CrystalGraphs:
+    """A batch of crystal graphs, made by :class:`~skcrystal.CrystalGraphTransformer`.
+
+    Behaves like a sequence of crystals: ``len(graphs)``; ``graphs[i]``, ``graphs[2:5]``,
+    ``graphs[[0, 3]]`` and ``graphs[mask]`` return a new ``CrystalGraphs`` (a single index
+    gives a batch of one, so that scikit-learn's list indexing and
+    :meth:`concatenate` compose). It pickles with plain numpy arrays.
+
+    Use :meth:`from_parts` or the transformer to make one; the constructor takes the flat
+    arrays as they are stored.
+
+    Parameters
+    ----------
+    node_ptr, edge_ptr : ndarray of int64, shape (n_crystals + 1,)
+        CSR pointers: sites ``node_ptr[i]:node_ptr[i+1]`` and edges
+        ``edge_ptr[i]:edge_ptr[i+1]`` belong to crystal ``i``.
+    species_ptr : ndarray of int64, shape (n_sites + 1,)
+        Species entries ``species_ptr[s]:species_ptr[s+1]`` belong to site ``s``.
+    species_z, species_occupancy : ndarray
+        Atomic number (int16) and occupancy (float32) of each species entry.
+    center, neighbor, distance : ndarray
+        Directed edges: site index within its crystal (int32) and length in Å (float32).
+    atom_features : AtomFeatureTable
+        Table that turns species into atom feature vectors.
+    cutoff : float
+        Neighbour search radius (Å) the graphs were built with.
+    max_neighbors : int
+        Largest number of neighbours per atom the graphs were built with.
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> from skcrystal import CrystalGraphTransformer
+    >>> nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"],
+    ...                                  [[0, 0, 0], [0.5, 0.5, 0.5]])
+    >>> graphs = CrystalGraphTransformer().transform([nacl, nacl])
+    >>> len(graphs), graphs.n_atoms.tolist(), graphs.n_edges.tolist()
+    (2, [8, 8], [96, 96])
+    >>> batch = graphs.batch([1])
+    >>> batch["atom_features"].shape, batch["distance"].shape
+    ((8, 92), (96,))
+    """
+
+    _ARRAYS = (
+        "node_ptr",
+        "edge_ptr",
+        "species_ptr",
+        "species_z",
+        "species_occupancy",
+        "center",
+        "neighbor",
+        "distance",
+    )
+
+    def __init__(
+        self,
+        *,
+        node_ptr: np.ndarray,
+        edge_ptr: np.ndarray,
+        species_ptr: np.ndarray,
+        species_z: np.ndarray,
+        species_occupancy: np.ndarray,
+        center: np.ndarray,
+        neighbor: np.ndarray,
+        distance: np.ndarray,
+        atom_features: AtomFeatureTable,
+        cutoff: float,
+        max_neighbors: int,
+    ) -> None:
+        self.node_ptr = np.asarray(node_ptr, dtype=np.int64)
+        self.edge_ptr = np.asarray(edge_ptr, dtype=np.int64)
+        self.species_ptr = np.asarray(species_ptr, dtype=np.int64)
+        self.species_z = np.asarray(species_z, dtype=np.int16)
+        self.species_occupancy = np.asarray(species_occupancy, dtype=np.float32)
+        self.center = np.asarray(center, dtype=np.int32)
+        self.neighbor = np.asarray(neighbor, dtype=np.int32)
+        self.distance = np.asarray(distance, dtype=np.float32)
+        self.atom_features = atom_features
+        self.cutoff = float(cutoff)
+        self.max_neighbors = int(max_neighbors)
+
+    @classmethod
+    def from_parts(
+        cls,
+        parts: Sequence[GraphParts],
+        atom_features: AtomFeatureTable,
+        cutoff: float,
+        max_neighbors: int,
+    ) -> CrystalGraphs:
+        """Assemble one container from the graphs of single crystals, in order."""
+
+        def cat(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
+            return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype)
+
+        return cls(
+            node_ptr=_offsets([len(p.species_count) for p in parts]),
+            edge_ptr=_offsets([len(p.center) for p in parts]),
+            species_ptr=_offsets(cat([p.species_count for p in parts], np.int64)),
+            species_z=cat([p.species_z for p in parts], np.int16),
+            species_occupancy=cat([p.species_occupancy for p in parts], np.float32),
+            center=cat([p.center for p in parts], np.int32),
+            neighbor=cat([p.neighbor for p in parts], np.int32),
+            distance=cat([p.distance for p in parts], np.float32),
+            atom_features=atom_features,
+            cutoff=cutoff,
+            max_neighbors=max_neighbors,
+        )
+
+    # --- sequence protocol -------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.node_ptr) - 1
+
+    def __getitem__(self, key: int | slice | Sequence[int] | np.ndarray) -> CrystalGraphs:
+        indices = np.arange(len(self))[key if isinstance(key, slice) else np.asarray(key)]
+        indices = np.atleast_1d(indices)
+        n_atoms, n_edges = self.n_atoms[indices], self.n_edges[indices]
+        nodes = _ranges(self.node_ptr[indices], n_atoms)
+        species_start = self.species_ptr[nodes]
+        species_count = self.species_ptr[nodes + 1] - species_start
+        entries = _ranges(species_start, species_count)
+        edges = _ranges(self.edge_ptr[indices], n_edges)
+        return CrystalGraphs(
+            node_ptr=_offsets(n_atoms),
+            edge_ptr=_offsets(n_edges),
+            species_ptr=_offsets(species_count),
+            species_z=self.species_z[entries],
+            species_occupancy=self.species_occupancy[entries],
+            center=self.center[edges],
+            neighbor=self.neighbor[edges],
+            distance=self.distance[edges],
+            atom_features=self.atom_features,
+            cutoff=self.cutoff,
+            max_neighbors=self.max_neighbors,
+        )
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        return (
+            f"CrystalGraphs(n_crystals={len(self)}, n_atoms={int(self.n_atoms.sum())}, "
+            f"n_edges={int(self.n_edges.sum())}, cutoff={self.cutoff}, "
+            f"max_neighbors={self.max_neighbors}, atom_features={self.atom_features.name!r})"
+        )
+
+    @classmethod
+    def concatenate(cls, batches: Sequence[CrystalGraphs]) -> CrystalGraphs:
+        """Join batches built with the same settings into one, in order."""
+        if not batches:
+            raise ValueError("cannot concatenate an empty list of CrystalGraphs")
+        first = batches[0]
+        settings = (first.cutoff, first.max_neighbors, first.atom_features.name)
+        for i, other in enumerate(batches):
+            if (other.cutoff, other.max_neighbors, other.atom_features.name) != settings:
+                raise ValueError(
+                    f"CrystalGraphs #{i} was built with cutoff={other.cutoff}, "
+                    f"max_neighbors={other.max_neighbors}, atom_features="
+                    f"{other.atom_features.name!r}, unlike #0 (cutoff={first.cutoff}, "
+                    f"max_neighbors={first.max_neighbors}, "
+                    f"atom_features={first.atom_features.name!r})"
+                )
+
+        def joined_ptr(name: str) -> np.ndarray:
+            lengths = [np.diff(getattr(b, name)) for b in batches]
+            return _offsets(np.concatenate(lengths))
+
+        return cls(
+            node_ptr=joined_ptr("node_ptr"),
+            edge_ptr=joined_ptr("edge_ptr"),
+            species_ptr=joined_ptr("species_ptr"),
+            **{
+                name: np.concatenate([getattr(b, name) for b in batches])
+                for name in cls._ARRAYS[3:]
+            },
+            atom_features=first.atom_features,
+            cutoff=first.cutoff,
+            max_neighbors=first.max_neighbors,
+        )
+
+    # --- per-crystal views --------------------------------------------------------------
+    @property
+    def n_atoms(self) -> np.ndarray:
+        """Number of sites of each crystal."""
+        return np.diff(self.node_ptr)
+
+    @property
+    def n_edges(self) -> np.ndarray:
+        """Number of directed edges of each crystal."""
+        return np.diff(self.edge_ptr)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the graph arrays, in bytes."""
+        return sum(getattr(self, name).nbytes for name in self._ARRAYS)
+
+    # --- mini-batches -------------------------------------------------------------------
+    def node_features(self, nodes: np.ndarray) -> np.ndarray:
+        """Atom feature vectors of the given global site indices.
+
+        A disordered site gets the occupancy-weighted sum of its species' vectors.
+        """
+        start = self.species_ptr[nodes]
+        count = self.species_ptr[nodes + 1] - start
+        entries = _ranges(start, count)
+        weighted = (
+            self.atom_features.values[self.species_z[entries]]
+            * self.species_occupancy[entries, None]
+        )
+        if len(entries) == len(nodes):
+            return weighted
+        return np.add.reduceat(weighted, _offsets(count)[:-1], axis=0)
+
+    def batch(self, indices: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
+        """Merge the chosen crystals into one disconnected graph, as numpy arrays.
+
+        Returns
+        -------
+        dict
+            ``atom_features`` (n_atoms, n_features) float32; ``center`` and ``neighbor``
+            (n_edges,) int64 row indices into ``atom_features``; ``distance`` (n_edges,)
+            float32; ``crystal_index`` (n_atoms,) int64, the position in ``indices`` that
+            each atom belongs to; ``n_atoms`` (len(indices),) int64.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        n_atoms = self.n_atoms[indices]
+        n_edges = self.n_edges[indices]
+        nodes = _ranges(self.node_ptr[indices], n_atoms)
+        edges = _ranges(self.edge_ptr[indices], n_edges)
+        shift = np.repeat(np.cumsum(n_atoms) - n_atoms, n_edges)
+        return {
+            "atom_features": self.node_features(nodes),
+            "center": self.center[edges] + shift,
+            "neighbor": self.neighbor[edges] + shift,
+            "distance": self.distance[edges],
+            "crystal_index": np.repeat(np.arange(len(indices)), n_atoms),
+            "n_atoms": n_atoms.astype(np.int64),
+        }

@@ -1,0 +1,40 @@
+"""``CrystalBatch``: several crystal graphs merged into one disconnected graph."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+
+@dataclass(frozen=True)
+class CrystalBatch:
+    """Tensors of a mini-batch of crystals; ``len()`` is the number of crystals.
+
+    Attributes
+    ----------
+    atom_features : Tensor (N, F)
+        Input feature vector of every atom of every crystal.
+    center, neighbor : Tensor (E,) int64
+        Directed edges as row indices into ``atom_features``.
+    distance : Tensor (E,)
+        Edge lengths in Å.
+    crystal_index : Tensor (N,) int64
+        Crystal (0 .. B-1) each atom belongs to.
+    n_atoms : Tensor (B,) int64
+        Number of atoms of each crystal.
+    """
+
+    atom_features: torch.Tensor
+    center: torch.Tensor
+    neighbor: torch.Tensor
+    distance: torch.Tensor
+    crystal_index: torch.Tensor
+    n_atoms: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.n_atoms)
+
+    def to(self, device: str | torch.device) -> CrystalBatch:
+        """The same batch on ``device`` (how skorch moves inputs)."""
+        return CrystalBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})

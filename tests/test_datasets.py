@@ -1,0 +1,406 @@
+"""Tests of skcrystal.datasets on the staged real data and on small folders made here."""
+
+import dataclasses
+import doctest
+import gzip
+import hashlib
+import io
+import re
+import sys
+import tarfile
+import types
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pooch
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from skcrystal import datasets
+from skcrystal.datasets import (
+    get_cache_dir,
+    get_data_home,
+    load_cgcnn_folder,
+    load_matminer_dataset,
+    load_matminer_legacy,
+    load_mp_band_gap,
+    load_mp_formation_energy,
+)
+
+N_MP = 36_737
+N_MP_WITH_GAP = 36_476
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty cache folder for this test only."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SKCRYSTAL_CACHE", str(cache))
+    return cache
+
+
+def _crystals() -> dict[str, Structure]:
+    return {
+        "0": Structure.from_spacegroup(
+            "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0] * 3, [0.5] * 3]
+        ),
+        "007": Structure(Lattice.cubic(4.11), ["Cs", "Cl"], [[0] * 3, [0.5] * 3]),
+        "mp-149": Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.47), ["Si"], [[0.125] * 3]),
+    }
+
+
+def _write_cgcnn_folder(folder: Path, targets: np.ndarray) -> dict[str, Structure]:
+    """A CGCNN folder of three crystals with the given (n, k) targets; returns the crystals."""
+    crystals = _crystals()
+    folder.mkdir(parents=True)
+    rows = [
+        ",".join([cif_id, *map(str, row)]) for cif_id, row in zip(crystals, targets, strict=True)
+    ]
+    (folder / "id_prop.csv").write_text("\n".join(rows) + "\n")
+    for cif_id, crystal in crystals.items():
+        (folder / f"{cif_id}.cif").write_text(crystal.to(fmt="cif"))
+    return crystals
+
+
+@pytest.fixture
+def cgcnn_folder(tmp_path, fresh_cache) -> Path:
+    folder = tmp_path / "crystals"
+    _write_cgcnn_folder(folder, np.array([[-1.5], [0.25], [0.0]]))
+    return folder
+
+
+def _tar(folder: Path, archive: Path, arcname: str) -> Path:
+    with tarfile.open(archive, f"w:{archive.suffix[1:]}") as tar:
+        tar.add(folder, arcname=arcname)
+    return archive
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in [folder, *folder.rglob("*")]
+    }
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_get_data_home_argument_then_env_then_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKCRYSTAL_DATA", str(tmp_path / "env"))
+    assert get_data_home(tmp_path / "arg") == tmp_path / "arg"
+    assert get_data_home() == tmp_path / "env"
+    monkeypatch.delenv("SKCRYSTAL_DATA")
+    assert get_data_home() == Path("~/skcrystal_data").expanduser()
+
+
+def test_get_cache_dir_env_and_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKCRYSTAL_CACHE", str(tmp_path / "c"))
+    assert get_cache_dir() == tmp_path / "c"
+    assert get_cache_dir().is_dir()
+    monkeypatch.delenv("SKCRYSTAL_CACHE")
+    assert get_cache_dir() == Path(pooch.os_cache("skcrystal"))
+
+
+# --------------------------------------------------------------------------- CGCNN folders
+
+
+def test_load_cgcnn_folder(cgcnn_folder):
+    crystals = _crystals()
+    data = load_cgcnn_folder(cgcnn_folder)
+    assert data.index.tolist() == list(crystals)  # ids stay strings ("007")
+    assert data.index.name == "cif_id"
+    assert data.columns.tolist() == ["structure", "target"]
+    assert data["target"].tolist() == [-1.5, 0.25, 0.0]
+    for cif_id, crystal in crystals.items():
+        assert data.loc[cif_id, "structure"].matches(crystal)
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".xz"])
+def test_load_cgcnn_archive_without_extracting(cgcnn_folder, tmp_path, suffix):
+    archive = _tar(cgcnn_folder, tmp_path / f"crystals.tar{suffix}", "some/root")
+    before = _snapshot(tmp_path / "crystals")
+    data = load_cgcnn_folder(archive, limit=2)
+    expected = load_cgcnn_folder(cgcnn_folder, limit=2)
+    assert data.index.tolist() == expected.index.tolist() == ["0", "007"]
+    assert data["target"].tolist() == expected["target"].tolist()
+    assert all(a.matches(b) for a, b in zip(data["structure"], expected["structure"], strict=True))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["cache", "crystals", archive.name])
+    assert _snapshot(tmp_path / "crystals") == before
+
+
+def test_load_cgcnn_several_targets(tmp_path, fresh_cache):
+    _write_cgcnn_folder(tmp_path / "multi", np.arange(6.0).reshape(3, 2))
+    data = load_cgcnn_folder(tmp_path / "multi", limit=2)
+    assert data.columns.tolist() == ["structure", "target_0", "target_1"]
+    assert data[["target_0", "target_1"]].to_numpy().tolist() == [[0.0, 1.0], [2.0, 3.0]]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pymatgen's own complaints
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_broken_cif_is_named(cgcnn_folder, n_jobs):
+    (cgcnn_folder / "007.cif").write_text("data_broken\n_cell_length_a 3.0\n")
+    with pytest.raises(ValueError, match=r"Could not parse 007\.cif \(cif_id '007'\): .*CIF"):
+        load_cgcnn_folder(cgcnn_folder, n_jobs=n_jobs)
+
+
+def test_missing_cif_is_named(cgcnn_folder):
+    (cgcnn_folder / "mp-149.cif").unlink()
+    with pytest.raises(ValueError, match=r"cif_id 'mp-149' but mp-149\.cif is missing"):
+        load_cgcnn_folder(cgcnn_folder)
+
+
+def test_archive_needs_one_id_prop(cgcnn_folder, tmp_path):
+    archive = tmp_path / "two.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(cgcnn_folder, arcname="a")
+        tar.add(cgcnn_folder, arcname="b")
+    with pytest.raises(ValueError, match=r"exactly one id_prop\.csv, found 2"):
+        load_cgcnn_folder(archive)
+
+
+def test_parsed_folder_is_cached_until_it_changes(cgcnn_folder, fresh_cache, monkeypatch):
+    load_cgcnn_folder(cgcnn_folder)
+    assert len(list((fresh_cache / "parsed").glob("cgcnn-*.pkl"))) == 1
+
+    def no_parsing(*args):
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(datasets, "_parse_cifs", no_parsing)
+    assert load_cgcnn_folder(cgcnn_folder)["target"].tolist() == [-1.5, 0.25, 0.0]
+    (cgcnn_folder / "id_prop.csv").write_text("0,9.5\n")
+    with pytest.raises(AssertionError, match="parsed again"):
+        load_cgcnn_folder(cgcnn_folder)
+
+
+# --------------------------------------------------------------------------- staged real data
+
+
+@pytest.fixture(scope="session")
+def derived_targets(data_home) -> pd.DataFrame:
+    """The staged join table of CGCNN ids, mp-ids and MEGNet 2018 targets."""
+    path = data_home / "mp_megnet_2018_targets" / "mp_cgcnn_x_megnet2018_targets.csv.gz"
+    return pd.read_csv(path, dtype={"cif_id": str}).set_index("cif_id")
+
+
+def test_mp_formation_energy_subset(data_home, derived_targets):
+    data = load_mp_formation_energy(limit=200)
+    assert data.shape == (200, 3)
+    assert data.columns.tolist() == ["structure", "e_form", "mp_id"]
+    assert all(isinstance(s, Structure) for s in data["structure"])
+    expected = derived_targets.loc[data.index]
+    assert data["mp_id"].tolist() == expected["mp_id"].tolist()
+    np.testing.assert_allclose(data["e_form"], expected["e_form_cgcnn_eV_per_atom"], atol=1e-9)
+
+
+def test_mp_band_gap_subset_drops_rows_without_gap(data_home, derived_targets):
+    data = load_mp_band_gap(limit=200)
+    expected = derived_targets.iloc[:200].dropna(subset="gap_pbe_megnet2018_eV")
+    assert data.columns.tolist() == ["structure", "mp_id", "gap_pbe"]
+    assert data.index.tolist() == expected.index.tolist()
+    assert len(data) < 200
+    np.testing.assert_allclose(data["gap_pbe"], expected["gap_pbe_megnet2018_eV"], atol=1e-9)
+
+
+def test_mp_band_gap_full_count_without_parsing(data_home):
+    source = data_home / "mp_cgcnn_formation_energy.tar.xz"
+    mp_ids = pd.read_csv(
+        io.StringIO(datasets._file_reader(source)("material_id_hash.csv")), header=None
+    )[1]
+    gaps = datasets._read_megnet_targets(data_home / datasets._MEGNET_GAP.name)
+    assert len(mp_ids) == N_MP
+    assert mp_ids.isin(gaps.index).sum() == N_MP_WITH_GAP
+
+
+@pytest.mark.slow
+def test_mp_formation_energy_full_set(data_home):
+    # Parsing all CIFs takes minutes once; the result is cached for the next runs.
+    data = load_mp_formation_energy(n_jobs=-1)
+    assert len(data) == N_MP
+    assert data["mp_id"].notna().all()
+    assert data["e_form"].mean() == pytest.approx(-1.56, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("name", "rows"),
+    [("dielectric_constant", 1056), ("piezoelectric_tensor", 941), ("flla_2015", 3938)],
+)
+def test_matminer_legacy(data_home, name, rows):
+    data = load_matminer_legacy(name)
+    assert len(data) == rows
+    assert all(isinstance(s, Structure) for s in data["structure"])
+    assert data["nsites"].tolist() == [len(s) for s in data["structure"]]
+
+
+def test_matminer_legacy_unknown_name():
+    with pytest.raises(ValueError, match="choose one of"):
+        load_matminer_legacy("elastic_tensor")
+
+
+def test_data_home_is_never_written(data_home, fresh_cache):
+    before = _snapshot(data_home)
+    load_mp_band_gap(limit=20)
+    load_matminer_legacy("dielectric_constant")
+    assert _snapshot(data_home) == before
+    assert list((fresh_cache / "parsed").iterdir())
+
+
+def test_docstring_examples(data_home):
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    assert doctest.testmod(datasets, optionflags=flags).failed == 0
+
+
+# --------------------------------------------------------------------------- checksums, downloads
+
+
+def test_checksum_mismatch_names_file_and_hashes(tmp_path):
+    bad = tmp_path / "matminer_legacy" / "flla_2015.csv.gz"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not the data")
+    expected = datasets._MATMINER_LEGACY["flla_2015"].sha256
+    actual = hashlib.sha256(b"not the data").hexdigest()
+    message = re.escape(f"{bad}: expected sha256 {expected}, got {actual}")
+    with pytest.raises(ValueError, match=message):
+        load_matminer_legacy("flla_2015", data_home=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("load", "file"),
+    [
+        (load_mp_formation_energy, datasets._MP_CGCNN),
+        (
+            lambda **kw: load_matminer_legacy("flla_2015", **kw),
+            datasets._MATMINER_LEGACY["flla_2015"],
+        ),
+    ],
+)
+def test_offline_error_says_what_to_get_and_where(tmp_path, fresh_cache, monkeypatch, load, file):
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(pooch, "retrieve", offline)
+    home = tmp_path / "home"
+    with pytest.raises(OSError, match="no network") as error:
+        load(data_home=home)
+    message = str(error.value)
+    assert file.remote.url in message
+    assert str(home / file.remote.fname) in message
+    assert f"put {file.name} (sha256 {file.sha256}) in {home}" in message
+    with pytest.raises(FileNotFoundError, match="download=False"):
+        load(data_home=home, download=False)
+
+
+def test_folder_manifest(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "b.cif").write_bytes(b"bb")
+    (tmp_path / "sub" / "a.csv").write_bytes(b"a")
+    lines = sorted(
+        f"{name}\t{hashlib.sha256(data).hexdigest()}\n"
+        for name, data in [("b.cif", b"bb"), ("sub/a.csv", b"a")]
+    )
+    manifest = hashlib.sha256("".join(lines).encode()).hexdigest()
+    assert datasets._folder_manifest(tmp_path) == manifest
+    assert datasets._check_manifest(tmp_path, manifest) == tmp_path
+    (tmp_path / "b.cif").write_bytes(b"changed")
+    with pytest.raises(ValueError, match=re.escape(f"Content mismatch for the folder {tmp_path}")):
+        datasets._check_manifest(tmp_path, manifest)
+
+
+def test_manifest_of_staged_archive_matches_the_published_folder(data_home):
+    # Same lines as _folder_manifest (checked above), read from the tar without extracting.
+    with tarfile.open(data_home / datasets._MP_CGCNN.name) as tar:
+        lines = sorted(
+            f"{member.name.split('/', 1)[1]}\t"
+            f"{hashlib.sha256(tar.extractfile(member).read()).hexdigest()}\n"
+            for member in tar
+            if member.isfile()
+        )
+    assert len(lines) == N_MP + 3  # CIFs, id_prop.csv, atom_init.json, material_id_hash.csv
+    manifest = hashlib.sha256("".join(lines).encode()).hexdigest()
+    assert manifest == datasets._MP_CGCNN.remote.member_hash
+
+
+def _with_remote(file, **changes):
+    return dataclasses.replace(file, remote=dataclasses.replace(file.remote, **changes))
+
+
+def test_downloaded_crysxpp_folder_is_verified_then_used(tmp_path, fresh_cache, monkeypatch):
+    """The codeload archive (already in the data home, so nothing is fetched) is unpacked
+    into the cache, its data/ folder checked against the manifest, then loaded."""
+    home = tmp_path / "home"
+    repo = tmp_path / "repo"
+    _write_cgcnn_folder(repo / "data", np.array([[-1.5], [0.25], [0.0]]))
+    (repo / "data" / "material_id_hash.csv").write_text("0,mp-22862\n007,mp-22865\nmp-149,mp-149\n")
+    (repo / "README.md").write_text("not data")
+    file = datasets._MP_CGCNN
+    home.mkdir()
+    _tar(repo, home / file.remote.fname, file.remote.member.split("/")[0])
+
+    with pytest.raises(ValueError, match="Content mismatch"):
+        load_mp_formation_energy(data_home=home, download=False)
+    patched = _with_remote(file, member_hash=datasets._folder_manifest(repo / "data"))
+    monkeypatch.setattr(datasets, "_MP_CGCNN", patched)
+    data = load_mp_formation_energy(data_home=home, download=False)
+    assert data["mp_id"].tolist() == ["mp-22862", "mp-22865", "mp-149"]
+    assert data["e_form"].tolist() == [-1.5, 0.25, 0.0]
+    assert sorted(p.name for p in home.iterdir()) == [file.remote.fname]
+
+
+@pytest.mark.parametrize("which", ["megnet_gap", "matminer_piezo"])
+def test_downloaded_archive_member_is_verified_then_used(
+    data_home, tmp_path, fresh_cache, monkeypatch, which
+):
+    """A wheel or sdist already in the data home: its member is unpacked into the cache,
+    its sha256 checked, then read."""
+    if which == "megnet_gap":
+        file = datasets._MEGNET_GAP
+        member = (data_home / file.name).read_bytes()
+    else:
+        file = datasets._MATMINER_LEGACY["piezoelectric_tensor"]
+        member = gzip.decompress((data_home / file.name).read_bytes())
+    home = tmp_path / "home"
+    home.mkdir()
+    archive = home / file.remote.fname
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive, "w") as wheel:
+            wheel.writestr(file.remote.member, member)
+    else:
+        with tarfile.open(archive, "w:gz") as sdist:
+            info = tarfile.TarInfo(file.remote.member)
+            info.size = len(member)
+            sdist.addfile(info, io.BytesIO(member))
+
+    patched = _with_remote(file, sha256=pooch.file_hash(str(archive)))
+    path = datasets._locate(patched, home, download=False)
+    assert path.is_relative_to(fresh_cache)
+    assert path.read_bytes() == member
+    if which == "matminer_piezo":
+        monkeypatch.setitem(datasets._MATMINER_LEGACY, "piezoelectric_tensor", patched)
+        assert len(load_matminer_legacy("piezoelectric_tensor", data_home=home)) == 941
+
+
+# --------------------------------------------------------------------------- matminer bridge
+
+
+def test_matminer_dataset_needs_matminer(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matminer", None)
+    monkeypatch.setitem(sys.modules, "matminer.datasets", None)
+    with pytest.raises(ImportError, match="pip install matminer"):
+        load_matminer_dataset("matbench_jdft2d")
+
+
+def test_matminer_dataset_uses_our_data_home(tmp_path, monkeypatch):
+    calls = []
+
+    def load_dataset(name, **kwargs):
+        calls.append((name, kwargs))
+        return pd.DataFrame()
+
+    fake = types.ModuleType("matminer.datasets")
+    fake.load_dataset = load_dataset
+    monkeypatch.setitem(sys.modules, "matminer", types.ModuleType("matminer"))
+    monkeypatch.setitem(sys.modules, "matminer.datasets", fake)
+    monkeypatch.setenv("SKCRYSTAL_DATA", str(tmp_path))
+    load_matminer_dataset("matbench_jdft2d", pbar=False)
+    assert calls == [("matbench_jdft2d", {"data_home": str(tmp_path), "pbar": False})]
