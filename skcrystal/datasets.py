@@ -140,7 +140,7 @@ def _check_manifest(folder: Path, expected: str) -> Path:
     if actual != expected:
         raise ValueError(
             f"Content mismatch for the folder {folder}: expected manifest hash {expected}, "
-            f"got {actual}. The download is not the published version: delete it and retry."
+            f"got {actual}. These files are not the published version: delete them and retry."
         )
     return folder
 

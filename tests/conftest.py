@@ -19,3 +19,24 @@ def data_home() -> Path:
     staged = home / "mp_cgcnn_formation_energy.tar.xz"
     assert staged.is_file(), f"{staged} not found: set SKCRYSTAL_DATA to the staged data folder"
     return home
+
+
+@pytest.fixture(scope="session")
+def pymatgen_structures():
+    """The test structures pymatgen ships (Si, SiO2, LiFePO4, SrTiO3, ...), by name."""
+    import importlib.resources
+
+    from pymatgen.core import Structure
+
+    folder = importlib.resources.files("pymatgen") / "util" / "structures"
+    files = sorted(p for p in folder.iterdir() if p.name.endswith(".json"))
+    assert files, f"no structures found in {folder}"
+    return {p.name.removesuffix(".json"): Structure.from_file(str(p)) for p in files}
+
+
+@pytest.fixture(scope="session")
+def mp_subset(data_home):
+    """The first 400 crystals of the real MP formation-energy set."""
+    from skcrystal.datasets import load_mp_formation_energy
+
+    return load_mp_formation_energy(limit=400)

@@ -118,7 +118,7 @@ class CrystalGraphRegressorBase(NeuralNetRegressor):
         if not self.early_stopping:
             return dataset, None
         n = len(dataset)
-        n_valid = int(round(self.validation_fraction * n))
+        n_valid = round(self.validation_fraction * n)
         if not 0 < n_valid < n:
             raise ValueError(
                 f"validation_fraction={self.validation_fraction} of {n} crystals leaves no "
@@ -149,7 +149,9 @@ class CrystalGraphRegressorBase(NeuralNetRegressor):
             return CrystalGraphs.concatenate(X)  # scikit-learn's list indexing of CrystalGraphs
         builder = getattr(self, "graph_builder_", None)
         if builder is None:
-            builder = CrystalGraphTransformer() if self.graph_builder is None else self.graph_builder
+            builder = (
+                CrystalGraphTransformer() if self.graph_builder is None else self.graph_builder
+            )
             builder = clone(builder)
         return builder.transform(X)
 

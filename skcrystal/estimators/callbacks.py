@@ -27,4 +27,3 @@ class ValidMAE(Callback):
     def on_epoch_end(self, net, **kwargs) -> None:
         if self.count_:
             net.history.record("valid_mae", self.abs_error_sum_ / self.count_)
-

@@ -14,7 +14,8 @@ class CrystalGraphDataset(Dataset):
     """Crystals of a :class:`CrystalGraphs` with optional targets, standardised on the fly.
 
     Items are crystal indices; :meth:`collate` turns a list of them into one batch
-    ``(inputs, targets)`` where ``inputs`` is a :class:`~skcrystal.nn.batch.CrystalBatch` and ``targets`` are ``(y - target_mean) / target_scale`` (or ``None``).
+    ``(inputs, targets)`` where ``inputs`` is a :class:`~skcrystal.nn.batch.CrystalBatch`
+    and ``targets`` are ``(y - target_mean) / target_scale`` (or ``None``).
     """
 
     def __init__(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -56,7 +57,8 @@ def to_structure(item: Any, index: int) -> Structure:
     """Convert one item of ``X`` to a Structure; ``ValueError`` names ``X[index]`` otherwise."""
     if isinstance(item, (Structure, IStructure)):
         return item
-    if type(item).__name__ == "Atoms" and hasattr(item, "get_cell"):
+    ase = sys.modules.get("ase")  # an Atoms can only exist if ase was imported
+    if ase is not None and isinstance(item, ase.Atoms):
         return _from_ase(item, index)
     if isinstance(item, (str, os.PathLike)):
         return _from_text_or_path(item, index)

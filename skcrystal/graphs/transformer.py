@@ -123,7 +123,9 @@ atom_features='cgcnn')
         keys = [structure_key(s, cutoff, max_neighbors) for s in structures] if self.cache else []
         parts: list[GraphParts | None] = [GRAPH_CACHE.get(k) for k in keys] or [None] * len(items)
         missing = [i for i, p in enumerate(parts) if p is None]
-        for i, built in zip(missing, self._build(structures, missing, cutoff, max_neighbors)):
+        for i, built in zip(
+            missing, self._build(structures, missing, cutoff, max_neighbors), strict=True
+        ):
             parts[i] = built
             if self.cache:
                 GRAPH_CACHE.put(keys[i], built)

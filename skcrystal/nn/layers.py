@@ -76,7 +76,11 @@ class CGCNNConv(nn.Module):
         from_center = atom_fea @ weight[:, :a].T  # (N, 2A)
         from_neighbor = atom_fea @ weight[:, a : 2 * a].T  # (N, 2A)
         gated = F.linear(edge_fea, weight[:, 2 * a :], self.fc_full.bias)  # (E, 2A)
-        gated = gated + from_center[center] + from_neighbor[neighbor]
+        # index_select, not fancy indexing: its backward (index_add_) is deterministic on
+        # the CPU, where that of ``x[idx]`` (index_put_ with accumulate) is not.
+        gated = (
+            gated + from_center.index_select(0, center) + from_neighbor.index_select(0, neighbor)
+        )
         gate, core = self.bn1(gated).chunk(2, dim=1)
         message = torch.sigmoid(gate) * F.softplus(core)  # (E, A)
         summed = torch.zeros_like(atom_fea).index_add_(0, center, message)

@@ -1,0 +1,48 @@
+"""Write a benchmark's table into its own section of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import platform
+import re
+from datetime import date
+from pathlib import Path
+
+import torch
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+HEADER = """# Benchmarks
+
+Every section below is written by the script named in it (`python benchmarks/<script>`),
+on the machine it names; rerun the script to refresh it. Numbers are measured, not copied.
+"""
+
+
+def machine() -> str:
+    """One line naming the hardware and software a number was measured on."""
+    return (
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__} with "
+        f"{torch.get_num_threads()} threads, Python {platform.python_version()}, {date.today()}"
+    )
+
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """Rows of dicts as a markdown table (floats with 4 significant digits)."""
+    columns = columns or list(rows[0])
+
+    def cell(value) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_section(name: str, title: str, body: str) -> None:
+    """Replace (or append) the section ``name`` of docs/benchmarks.md, and print it."""
+    text = DOC.read_text() if DOC.exists() else HEADER
+    section = f"<!-- {name}:start -->\n## {title}\n\n{body.strip()}\n<!-- {name}:end -->"
+    pattern = re.compile(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else f"{text}\n{section}\n"
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(text)
+    print(section)

@@ -1,0 +1,150 @@
+"""Parity with the authors' CGCNN: their pre-trained weights in CGCNNRegressor."""
+
+from __future__ import annotations
+
+import doctest
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from skcrystal import CGCNNRegressor
+from skcrystal.checkpoints import read_foreign_checkpoint
+from skcrystal.datasets import load_mp_formation_energy
+from skcrystal.estimators import regressors
+
+N_CRYSTALS = 300
+# MAE (eV/atom) on the first 300 crystals, measured: 0.0761 with the authors' table, 0.0918
+# with ours. These 300 (mp-100xxxx) are mostly hypothetical binaries in simple prototypes,
+# harder than the whole set (see docs/benchmarks.md, parity_cgcnn, for all 36,737).
+MAX_MAE_AUTHORS_TABLE = 0.09
+MAX_MAE_OUR_TABLE = 0.11
+
+
+@pytest.fixture(scope="module")
+def weights(data_home):
+    folder = data_home / "reference_weights" / "cgcnn_original"
+    assert folder.is_dir(), f"{folder} not found"
+    return folder
+
+
+@pytest.fixture(scope="module")
+def formation_energy(weights):
+    return weights / "formation-energy-per-atom.pth.tar"
+
+
+@pytest.fixture(scope="module")
+def atom_init(data_home, tmp_path_factory):
+    """The authors' atom_init.json, the table the checkpoint was trained with."""
+    path = tmp_path_factory.mktemp("cgcnn") / "atom_init.json"
+    with tarfile.open(data_home / "mp_cgcnn_formation_energy.tar.xz") as tar:
+        path.write_bytes(tar.extractfile("mp_cgcnn_formation_energy/atom_init.json").read())
+    return path
+
+
+@pytest.fixture(scope="module")
+def crystals(data_home):
+    return load_mp_formation_energy(limit=N_CRYSTALS)
+
+
+def test_loads_architecture_and_normalizer(formation_energy):
+    reg = CGCNNRegressor.from_cgcnn_checkpoint(formation_energy)
+    assert (reg.atom_fea_len, reg.n_conv, reg.h_fea_len, reg.n_h) == (64, 4, 32, 1)
+    assert len(reg.module_.convs) == 4 and not reg.module_.training
+    assert reg.graph_settings_ == (8.0, 12, "cgcnn")
+    assert reg.target_mean_ == pytest.approx([-1.699178719088435])
+    assert reg.target_scale_ == pytest.approx([1.0563029540802564])
+    state = read_foreign_checkpoint(formation_energy)["state_dict"]
+    assert torch.equal(reg.module_.convs[3].bn2.running_var, state["convs.3.bn2.running_var"])
+
+
+def _authors_forward(state, atom_fea, nbr_idx, nbr_dist):
+    """The authors' CrystalGraphConvNet.forward for one crystal in eval mode, padded layout."""
+
+    def bn(x, name):
+        stats = [
+            state[f"{name}.{key}"] for key in ("running_mean", "running_var", "weight", "bias")
+        ]
+        return F.batch_norm(x, *stats, training=False)
+
+    centres = torch.from_numpy(np.arange(0, 8 + 0.2, 0.2))  # the authors' GaussianDistance
+    nbr_fea = torch.exp(-((nbr_dist[..., None] - centres) ** 2) / 0.2**2).float()
+    x = F.linear(atom_fea, state["embedding.weight"], state["embedding.bias"])
+    n, m = nbr_idx.shape
+    for k in range(4):
+        total = torch.cat([x[:, None].expand(n, m, -1), x[nbr_idx], nbr_fea], dim=2)
+        gated = F.linear(
+            total, state[f"convs.{k}.fc_full.weight"], state[f"convs.{k}.fc_full.bias"]
+        )
+        gated = bn(gated.view(n * m, -1), f"convs.{k}.bn1").view(n, m, -1)
+        gate, core = gated.chunk(2, dim=2)
+        summed = (torch.sigmoid(gate) * F.softplus(core)).sum(dim=1)
+        x = F.softplus(x + bn(summed, f"convs.{k}.bn2"))
+    hidden = F.linear(F.softplus(x.mean(0)), state["conv_to_fc.weight"], state["conv_to_fc.bias"])
+    return F.linear(F.softplus(hidden), state["fc_out.weight"], state["fc_out.bias"])
+
+
+def test_matches_authors_forward_pass(formation_energy, atom_init, crystals):
+    ckpt = read_foreign_checkpoint(formation_energy)
+    reg = CGCNNRegressor.from_cgcnn_checkpoint(formation_energy, atom_features=atom_init)
+    table = {int(z): row for z, row in json.loads(atom_init.read_text()).items()}
+    structures = crystals["structure"].iloc[:20].tolist()
+    expected = []
+    for s in structures:  # the authors' CIFData: sorted get_all_neighbors, 12 per atom
+        nbrs = [sorted(n, key=lambda nb: nb[1])[:12] for n in s.get_all_neighbors(8.0)]
+        assert all(len(n) == 12 for n in nbrs)  # no padding in these crystals
+        out = _authors_forward(
+            ckpt["state_dict"],
+            torch.tensor([table[site.specie.Z] for site in s], dtype=torch.float32),
+            torch.tensor([[nb.index for nb in n] for n in nbrs]),
+            torch.tensor([[nb.nn_distance for nb in n] for n in nbrs], dtype=torch.float64),
+        )
+        expected.append(float(out) * ckpt["normalizer"]["std"] + ckpt["normalizer"]["mean"])
+    np.testing.assert_allclose(reg.predict(structures), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("table", "max_mae"), [("authors", MAX_MAE_AUTHORS_TABLE), ("cgcnn", MAX_MAE_OUR_TABLE)]
+)
+def test_mae_on_materials_project(formation_energy, atom_init, crystals, table, max_mae):
+    atom_features = atom_init if table == "authors" else "cgcnn"
+    reg = CGCNNRegressor.from_cgcnn_checkpoint(formation_energy, atom_features=atom_features)
+    predictions = reg.predict(crystals["structure"].tolist())
+    y = crystals["e_form"].to_numpy()
+    mae = np.abs(predictions - y).mean()
+    assert mae < max_mae
+    assert mae < 0.15 * np.abs(y - y.mean()).mean()  # far better than the mean predictor
+
+
+def test_refuses_classifier(weights):
+    with pytest.raises(ValueError, match="classifier"):
+        CGCNNRegressor.from_cgcnn_checkpoint(weights / "semi-metal-classification.pth.tar")
+
+
+def test_wrong_edge_length(formation_energy, tmp_path):
+    ckpt = read_foreign_checkpoint(formation_energy)
+    state = dict(ckpt["state_dict"])
+    for k in range(4):  # as if trained with a 6 Å cutoff: 31 Gaussians instead of 41
+        state[f"convs.{k}.fc_full.weight"] = state[f"convs.{k}.fc_full.weight"][:, :159]
+    path = tmp_path / "cutoff6.pth.tar"
+    torch.save({"state_dict": state, "normalizer": ckpt["normalizer"]}, path)
+    with pytest.raises(ValueError, match=r"edge features of length 31.*gives 41.*6 Å"):
+        CGCNNRegressor.from_cgcnn_checkpoint(path)
+    reg = CGCNNRegressor.from_cgcnn_checkpoint(path, cutoff=6.0)
+    assert reg.graph_builder_.cutoff == 6.0 and reg.module_.expansion.n_features == 31
+
+
+def test_refuses_atom_table_of_other_width(formation_energy):
+    with pytest.raises(ValueError, match="expects 92 atom features"):
+        CGCNNRegressor.from_cgcnn_checkpoint(formation_energy, atom_features={"1": [0.0, 1.0]})
+
+
+def test_docstring_example(data_home):
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner()
+    method = CGCNNRegressor.from_cgcnn_checkpoint
+    for test in finder.find(method, "from_cgcnn_checkpoint", globs=vars(regressors).copy()):
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
