@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 from datetime import date
@@ -9,7 +10,10 @@ from pathlib import Path
 
 import torch
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "benchmarks.md"
+# Benchmarks read the staged data like the tests: $SKCRYSTAL_DATA, else ../shared/data.
+os.environ.setdefault("SKCRYSTAL_DATA", str(REPO.parent / "shared" / "data"))
 HEADER = """# Benchmarks
 
 Every section below is written by the script named in it (`python benchmarks/<script>`),

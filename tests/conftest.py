@@ -5,11 +5,6 @@ from pathlib import Path
 
 import pytest
 
-# The staged real datasets: $SKCRYSTAL_DATA if set, else <repo root>/../shared/data.
-# Set here, at import, so that every test and doctest sees the same data home.
-os.environ.setdefault(
-    "SKCRYSTAL_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")
-)
 
 
 @pytest.fixture(scope="session")

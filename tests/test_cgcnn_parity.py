@@ -148,3 +148,10 @@ def test_docstring_example(data_home):
     for test in finder.find(method, "from_cgcnn_checkpoint", globs=vars(regressors).copy()):
         runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
+
+
+def test_refuses_checkpoint_without_normalizer(formation_energy, tmp_path):
+    path = tmp_path / "bare.pt"
+    torch.save(read_foreign_checkpoint(formation_energy)["state_dict"], path)
+    with pytest.raises(ValueError, match="no normalizer"):
+        CGCNNRegressor.from_cgcnn_checkpoint(path)

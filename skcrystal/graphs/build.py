@@ -81,10 +81,10 @@ def crystal_graph(
     Examples
     --------
     >>> from pymatgen.core import Lattice, Structure
-    >>> si = Structure(Lattice.cubic(5.43), ["Si"] * 2, [[0, 0, 0], [0.25, 0.25, 0.25]])
-    >>> parts = crystal_graph(si, 0, cutoff=3.0, max_neighbors=12)
-    >>> parts.species_z.tolist(), len(parts.center)
-    ([14, 14], 8)
+    >>> si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]])
+    >>> parts = crystal_graph(si, 0, cutoff=3.0, max_neighbors=12)  # 4 bonds of 2.35 Å each
+    >>> len(parts.species_z), len(parts.center), set(parts.species_z.tolist())
+    (8, 32, {14})
     """
     _check_geometry(structure, index)
     species_count, species_z, species_occupancy = _species(structure, index)

@@ -1,0 +1,138 @@
+"""Save and load fitted models as safetensors files: weights plus a JSON description.
+
+A model file holds the network's tensors, the atom feature table the model was trained
+with, and, in the safetensors metadata, the estimator class, its parameters, the graph
+settings and the target scaling. Loading never unpickles anything, so a model file from
+elsewhere cannot run code. Models bundled with the package are loaded by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, safe_open, save_file
+
+from skcrystal.graphs import CrystalGraphTransformer
+from skcrystal.graphs.atom_features import AtomFeatureTable
+
+BUNDLED = Path(__file__).parent / "weights"
+_TABLE_PREFIX = "atom_features."
+
+
+def _estimator_classes() -> dict[str, type]:
+    from skcrystal import estimators
+
+    return {name: getattr(estimators, name) for name in estimators.__all__}
+
+
+def available_models() -> list[str]:
+    """Names of the models bundled with the package.
+
+    Examples
+    --------
+    >>> "cgcnn-mp-formation-energy" in available_models()
+    True
+    """
+    return sorted(p.stem for p in BUNDLED.glob("*.safetensors"))
+
+
+def save_model(estimator: Any, path: str | os.PathLike, **card: Any) -> Path:
+    """Write a fitted regressor to ``path`` (a ``.safetensors`` file).
+
+    Parameters
+    ----------
+    estimator : fitted CGCNNRegressor (or another skcrystal regressor)
+    path : str or path-like
+    **card
+        Extra JSON-serialisable facts stored with the model (data, split, test MAE...).
+    """
+    table: AtomFeatureTable = estimator.graph_builder_.fit().atom_feature_table_
+    tensors = {k: v.detach().cpu().contiguous() for k, v in estimator.module_.state_dict().items()}
+    tensors[_TABLE_PREFIX + "values"] = torch.from_numpy(np.ascontiguousarray(table.values))
+    tensors[_TABLE_PREFIX + "known"] = torch.from_numpy(table.known.astype(np.uint8))
+    params = {k: getattr(estimator, k) for k in estimator.module_param_names}
+    description = {
+        "estimator": type(estimator).__name__,
+        "params": params,
+        "graph_settings": list(estimator.graph_settings_),
+        "atom_features": {
+            "name": table.name,
+            "feature_names": list(table.feature_names),
+            "properties": list(table.properties),
+        },
+        "target_mean": np.asarray(estimator.target_mean_).tolist(),
+        "target_scale": np.asarray(estimator.target_scale_).tolist(),
+        "y_was_1d": bool(estimator.y_was_1d_),
+        "card": card,
+    }
+    path = Path(path)
+    save_file(tensors, str(path), metadata={"skcrystal": json.dumps(description)})
+    return path
+
+
+def _resolve(name_or_path: str | os.PathLike) -> Path:
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = BUNDLED / f"{name_or_path}.safetensors"
+    if bundled.is_file():
+        return bundled
+    raise ValueError(
+        f"{str(name_or_path)!r} is neither a model file nor a bundled model "
+        f"(bundled: {', '.join(available_models()) or 'none'})"
+    )
+
+
+def model_card(name_or_path: str | os.PathLike) -> dict[str, Any]:
+    """The description stored with a model file (class, parameters, card)."""
+    with safe_open(str(_resolve(name_or_path)), framework="pt") as f:
+        metadata = f.metadata() or {}
+    if "skcrystal" not in metadata:
+        raise ValueError(f"{name_or_path}: not a skcrystal model file (no description)")
+    return json.loads(metadata["skcrystal"])
+
+
+def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> Any:
+    """Load a fitted regressor from a bundled name or a ``.safetensors`` path.
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> model = load_model("cgcnn-mp-formation-energy")
+    >>> nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.69), ["Na", "Cl"],
+    ...                                  [[0, 0, 0], [0.5, 0.5, 0.5]])
+    >>> -2.5 < float(model.predict([nacl])[0]) < -1.5  # DFT: about -2.1 eV/atom
+    True
+    """
+    path = _resolve(name_or_path)
+    description = model_card(path)
+    classes = _estimator_classes()
+    if description["estimator"] not in classes:
+        raise ValueError(f"{path}: unknown estimator {description['estimator']!r}")
+    tensors = load_file(str(path))
+    table_info = description["atom_features"]
+    table = AtomFeatureTable(
+        name=table_info["name"],
+        values=tensors.pop(_TABLE_PREFIX + "values").numpy(),
+        known=tensors.pop(_TABLE_PREFIX + "known").numpy().astype(bool),
+        feature_names=tuple(table_info["feature_names"]),
+        properties=tuple(table_info["properties"]),
+    )
+    cutoff, max_neighbors, _ = description["graph_settings"]
+    estimator = classes[description["estimator"]](**description["params"], device=device)
+    estimator.graph_builder_ = CrystalGraphTransformer(cutoff, max_neighbors, atom_features=table)
+    estimator.graph_settings_ = (cutoff, max_neighbors, table.name)
+    estimator.n_atom_features_ = table.n_features
+    estimator.target_mean_ = np.asarray(description["target_mean"])
+    estimator.target_scale_ = np.asarray(description["target_scale"])
+    estimator.n_targets_ = len(estimator.target_mean_)
+    estimator.y_was_1d_ = description["y_was_1d"]
+    estimator.initialize()
+    estimator.module_.load_state_dict(tensors)
+    estimator.module_.eval()
+    return estimator
