@@ -22,13 +22,15 @@ What is measured, on the first ``--n`` (default 2,000) crystals of
 * The distances of both constructions are compared atom by atom.
 
 Then ``--full`` (on by default) builds the graphs of all 36,737 crystals with
-``CrystalGraphTransformer(cache=False, n_jobs=2)`` in a fresh Python process, and reports the
-time, ``graphs.nbytes`` and the peak resident memory (``resource.getrusage``) of that
-process and of its worker processes.
+``CrystalGraphTransformer(cache=False, n_jobs=...)`` (``--full-jobs``, default 2; several
+values are run in turn), each in a fresh Python process, and reports the time,
+``graphs.nbytes`` and the peak resident memory of that process
+(``resource.getrusage``) and of its worker processes (their ``VmHWM``).
 
 Writes the ``speed_graphs`` section of docs/benchmarks.md. Run::
 
     python benchmarks/speed_graphs.py                # 2,000 crystals + the full set
+    python benchmarks/speed_graphs.py --full-jobs 2 1     # the full set with 2, then 1 process
     python benchmarks/speed_graphs.py --n 200 --no-full   # a quick check
 
 The data home is ``$SKCRYSTAL_DATA`` (default ``../shared/data``); the full set's parsed
@@ -42,7 +44,6 @@ import io
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tarfile
@@ -61,20 +62,22 @@ CUTOFF = 8.0
 MAX_NEIGHBORS = 12
 GAUSSIAN_CENTRES = np.arange(0.0, CUTOFF + 0.2, 0.2)  # 41 centres, as CGCNN's dmin=0, step=0.2
 GAUSSIAN_WIDTH = 0.2
+REFERENCE_STAGES = ("neighbours", "sort_pad", "expand")
 ROUNDING_WARNING = r"Issues encountered while parsing CIF: \d+ fractional coordinates rounded"
 
 
 # ----------------------------------------------------------------------------- reference
 
 
-def reference_graph(structure: Structure, timings: dict[str, float]):
-    """The CGCNN/CrysXPP loader's neighbour arrays of one crystal, stage times added up.
+def reference_graph(structure: Structure, timings: dict[str, np.ndarray]):
+    """The CGCNN/CrysXPP loader's neighbour arrays of one crystal.
 
-    Returns ``(nbr_index (N, 12) int, nbr_distance (N, 12), nbr_expanded (N, 12, 41))``.
+    Adds the wall and CPU seconds of each stage to ``timings[stage]``. Returns
+    ``(nbr_index (N, 12) int, nbr_distance (N, 12), nbr_expanded (N, 12, 41))``.
     """
-    t0 = time.perf_counter()
+    clock = [(time.perf_counter(), time.process_time())]
     all_nbrs = structure.get_all_neighbors(r=CUTOFF, include_index=True)
-    t1 = time.perf_counter()
+    clock.append((time.perf_counter(), time.process_time()))
     index_rows, distance_rows = [], []
     for nbrs in all_nbrs:
         nearest = sorted(nbrs, key=lambda x: x[1])[:MAX_NEIGHBORS]
@@ -82,12 +85,11 @@ def reference_graph(structure: Structure, timings: dict[str, float]):
         index_rows.append([n[2] for n in nearest] + [0] * missing)
         distance_rows.append([n[1] for n in nearest] + [CUTOFF + 1.0] * missing)
     nbr_index, nbr_distance = np.array(index_rows), np.array(distance_rows)
-    t2 = time.perf_counter()
+    clock.append((time.perf_counter(), time.process_time()))
     expanded = np.exp(-((nbr_distance[..., None] - GAUSSIAN_CENTRES) ** 2) / GAUSSIAN_WIDTH**2)
-    t3 = time.perf_counter()
-    timings["neighbours"] += t1 - t0
-    timings["sort_pad"] += t2 - t1
-    timings["expand"] += t3 - t2
+    clock.append((time.perf_counter(), time.process_time()))
+    for stage, before, after in zip(REFERENCE_STAGES, clock, clock[1:], strict=False):
+        timings[stage] += np.subtract(after, before)
     return nbr_index, nbr_distance, expanded
 
 
@@ -127,13 +129,15 @@ def read_first_cifs(n: int) -> tuple[list[str], list[str]]:
     return ids, texts
 
 
-def best_time(function, repeats: int) -> tuple[float, list[float]]:
-    times = []
+def timed(function, repeats: int = 1) -> tuple[float, float, list[float]]:
+    """Wall and CPU seconds (this process only) of the fastest of ``repeats`` calls."""
+    runs = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         function()
-        times.append(time.perf_counter() - start)
-    return min(times), times
+        runs.append((time.perf_counter() - wall, time.process_time() - cpu))
+    wall, cpu = min(runs)
+    return wall, cpu, [round(w, 3) for w, _ in runs]
 
 
 def load_average() -> str:
@@ -144,10 +148,32 @@ def max_rss_mib(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
 
 
-def current_rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        line = next(x for x in status if x.startswith("VmRSS:"))
+def proc_status_mib(field: str, pid: int | str = "self") -> float:
+    """A memory field of /proc/<pid>/status (VmRSS, VmHWM), in MiB."""
+    with open(f"/proc/{pid}/status") as status:
+        line = next(x for x in status if x.startswith(f"{field}:"))
     return int(line.split()[1]) / 1024
+
+
+def children_peak_rss_mib() -> float:
+    """Largest VmHWM (peak RSS since exec) among the live child processes (the workers).
+
+    Not ``getrusage(RUSAGE_CHILDREN)``: Linux carries a forked child's RSS high-water mark,
+    which starts at the parent's RSS, across ``execve``, so that would report the parent's
+    memory for every worker.
+    """
+    peak = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            if ppid == os.getpid():
+                peak = max(peak, proc_status_mib("VmHWM", entry))
+        except (OSError, StopIteration, ValueError):
+            continue  # the process ended meanwhile, or is a kernel thread
+    return peak
 
 
 # ----------------------------------------------------------------------------- full set
@@ -160,13 +186,14 @@ def full_set(n_jobs: int) -> dict:
     start = time.perf_counter()
     structures = load_mp_formation_energy()["structure"].tolist()
     load_s = time.perf_counter() - start
-    rss_loaded = current_rss_mib()
+    rss_loaded = proc_status_mib("VmRSS")
     load_before = load_average()
     start = time.perf_counter()
     graphs = CrystalGraphTransformer(cache=False, n_jobs=n_jobs).transform(structures)
     build_s = time.perf_counter() - start
     load_after = load_average()
-    get_reusable_executor().shutdown(wait=True)  # reap the workers: RUSAGE_CHILDREN sees them
+    peak_worker = children_peak_rss_mib()
+    get_reusable_executor().shutdown(wait=True)
     return {
         "n": len(graphs),
         "n_atoms": int(graphs.n_atoms.sum()),
@@ -176,7 +203,7 @@ def full_set(n_jobs: int) -> dict:
         "nbytes": graphs.nbytes,
         "rss_after_load_mib": rss_loaded,
         "peak_rss_mib": max_rss_mib(resource.RUSAGE_SELF),
-        "peak_rss_worker_mib": max_rss_mib(resource.RUSAGE_CHILDREN),
+        "peak_rss_worker_mib": peak_worker,
         "load": f"{load_before} before, {load_after} after",
     }
 
@@ -189,73 +216,72 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="crystals compared (first n)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of ours (best kept)")
     parser.add_argument("--full", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--full-jobs", type=int, default=2, help="n_jobs for the full set")
+    parser.add_argument(
+        "--full-jobs", type=int, nargs="+", default=[2], help="n_jobs values for the full set"
+    )
     parser.add_argument("--full-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.full_only:  # the child process started by --full
-        print(json.dumps(full_set(args.full_jobs)))
+        print(json.dumps(full_set(args.full_jobs[0])))
         return
 
     loads = [load_average()]
     start = time.perf_counter()
     ids, texts = read_first_cifs(args.n)
     read_s = time.perf_counter() - start
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ROUNDING_WARNING, UserWarning)
-        structures = [Structure.from_str(text, fmt="cif") for text in texts]
-    parse_s = time.perf_counter() - start
+    structures: list[Structure] = []
+
+    def parse_all() -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ROUNDING_WARNING, UserWarning)
+            structures.extend(Structure.from_str(text, fmt="cif") for text in texts)
+
+    parse = timed(parse_all)
     n = len(structures)
     n_atoms = sum(len(s) for s in structures)
-    print(f"read {n} CIFs in {read_s:.1f} s, parsed in {parse_s:.1f} s", flush=True)
+    print(f"read {n} CIFs in {read_s:.1f} s, parsed in {parse[0]:.1f} s", flush=True)
 
     builder1 = CrystalGraphTransformer(cache=False, n_jobs=1)
     builder2 = CrystalGraphTransformer(cache=False, n_jobs=2)
-    builder1.transform(structures[:20])  # warm-up: imports, atom feature table
-    cold2_s, _ = best_time(lambda: builder2.transform(structures), 1)  # starts the workers
-    ours1_s, ours1_all = best_time(lambda: builder1.transform(structures), args.repeats)
-    ours2_s, ours2_all = best_time(lambda: builder2.transform(structures), args.repeats)
+    builder1.transform(structures[:100])  # warm-up: imports, atom feature table
+    cold2 = timed(lambda: builder2.transform(structures))  # starts the workers
+    ours1 = timed(lambda: builder1.transform(structures), args.repeats)
+    ours2 = timed(lambda: builder2.transform(structures), args.repeats)
     loads.append(load_average())
-    print(f"ours: n_jobs=1 {ours1_all}, n_jobs=2 {ours2_all} (cold {cold2_s:.2f})", flush=True)
+    print(f"ours: n_jobs=1 {ours1}, n_jobs=2 {ours2}, cold {cold2}", flush=True)
 
-    timings = {"neighbours": 0.0, "sort_pad": 0.0, "expand": 0.0}
-    start = time.perf_counter()
+    timings = {stage: np.zeros(2) for stage in REFERENCE_STAGES}
     reference = [reference_graph(s, timings) for s in structures]
-    ref_wall_s = time.perf_counter() - start
-    ref_s = sum(timings.values())
-    ref_noexp_s = timings["neighbours"] + timings["sort_pad"]
+    ref = tuple(sum(timings.values()))
+    ref_noexp = tuple(timings["neighbours"] + timings["sort_pad"])
     loads.append(load_average())
-    print(f"reference: {ref_wall_s:.1f} s, stages {timings}", flush=True)
+    print(f"reference: {ref}, stages {timings}", flush=True)
 
     graphs = builder1.transform(structures)
     differing, padded, worst = compare_distances(graphs, reference)
 
-    def rate(seconds: float) -> float:
-        return n / seconds
-
-    def row(what: str, seconds: float, ratio: str = "", ratio_noexp: str = "") -> dict:
+    def row(what: str, times, speedup: bool = False, cpu: bool = True) -> dict:
+        wall, cpu_s = times[0], times[1]
         return {
             "step": what,
-            "time (s)": seconds,
-            "structures/s": rate(seconds),
-            "ms/structure": 1000 * seconds / n,
-            "speed-up vs reference": ratio,
-            "speed-up vs reference w/o expansion": ratio_noexp,
+            "wall (s)": wall,
+            "CPU, main process (s)": cpu_s,
+            "structures/s": n / wall,
+            "speed-up vs reference": f"{ref[0] / wall:.1f}x" if speedup else "",
+            "speed-up vs reference w/o expansion": f"{ref_noexp[0] / wall:.1f}x" if speedup else "",
+            "speed-up in CPU time": f"{ref[1] / cpu_s:.1f}x" if speedup and cpu else "",
         }
 
-    def speedup(seconds: float) -> tuple[str, str]:
-        return f"{ref_s / seconds:.1f}x", f"{ref_noexp_s / seconds:.1f}x"
-
     rows = [
-        row("CIF parsing (pymatgen `Structure.from_str`, 1 process)", parse_s),
-        row("reference: neighbours + sort + pad + Gaussian expansion", ref_s, "1x"),
-        row("reference without the Gaussian expansion", ref_noexp_s),
+        row("CIF parsing (pymatgen `Structure.from_str`, 1 process)", parse),
+        row("**reference**: neighbours + sort + pad + Gaussian expansion", ref),
+        row("reference without the Gaussian expansion", ref_noexp),
         row("  of which `get_all_neighbors(r=8)`", timings["neighbours"]),
         row("  of which sort + keep 12 + pad", timings["sort_pad"]),
         row("  of which Gaussian expansion to (N, 12, 41)", timings["expand"]),
-        row("ours, `CrystalGraphTransformer(cache=False)`, n_jobs=1", ours1_s, *speedup(ours1_s)),
-        row("ours, n_jobs=2 (workers running)", ours2_s, *speedup(ours2_s)),
-        row("ours, n_jobs=2, first call (starts the workers)", cold2_s, *speedup(cold2_s)),
+        row("**ours**, `CrystalGraphTransformer(cache=False)`, n_jobs=1", ours1, True),
+        row("ours, n_jobs=2 (workers already running)", ours2, True, False),
+        row("ours, n_jobs=2, first call (starts the workers)", cold2, True, False),
     ]
     body = [
         f"`python benchmarks/speed_graphs.py --n {args.n}`, on {machine()}; "
@@ -272,7 +298,11 @@ def main() -> None:
         "Gaussians into an (N, 12, 41) array, which the authors' loader does per crystal "
         "and which is therefore in the reference time; our graphs keep the distances and "
         "the model expands them per mini-batch. Ours is the best of "
-        f"{args.repeats} runs after a warm-up call; the reference ran once.",
+        f"{args.repeats} runs after a warm-up call; the reference ran once. CPU time "
+        "(`time.process_time`) of a single process is less disturbed by other jobs on the "
+        "shared cores than wall time, hence the last column; with n_jobs=2 it is what the main "
+        "process spends (sending structures to the workers, receiving and assembling graphs), "
+        "the workers' own time not included.",
         "",
         markdown_table(rows),
         "",
@@ -283,36 +313,42 @@ def main() -> None:
     ]
 
     if args.full:
-        print("building the graphs of the full set in a fresh process ...", flush=True)
-        child = subprocess.run(
-            [sys.executable, __file__, "--full-only", "--full-jobs", str(args.full_jobs)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        full = json.loads(child.stdout.strip().splitlines()[-1])
-        print(full, flush=True)
-        full_rows = [
-            {
-                "crystals": full["n"],
-                "atoms": full["n_atoms"],
-                "edges": full["n_edges"],
-                "build time (s)": full["build_s"],
-                "structures/s": full["n"] / full["build_s"],
-                "`graphs.nbytes` (MB)": full["nbytes"] / 1e6,
-                "RSS after loading structures (MiB)": full["rss_after_load_mib"],
-                "peak RSS, main process (MiB)": full["peak_rss_mib"],
-                "peak RSS, largest worker (MiB)": full["peak_rss_worker_mib"],
-            }
-        ]
+        full_rows, notes = [], []
+        for n_jobs in args.full_jobs:
+            print(f"graphs of the full set, n_jobs={n_jobs}, in a fresh process", flush=True)
+            child = subprocess.run(
+                [sys.executable, __file__, "--full-only", "--full-jobs", str(n_jobs)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            full = json.loads(child.stdout.strip().splitlines()[-1])
+            print(full, flush=True)
+            full_rows.append(
+                {
+                    "n_jobs": n_jobs,
+                    "crystals": full["n"],
+                    "atoms": full["n_atoms"],
+                    "edges": full["n_edges"],
+                    "build time (s)": full["build_s"],
+                    "structures/s": full["n"] / full["build_s"],
+                    "`graphs.nbytes` (MB)": full["nbytes"] / 1e6,
+                    "RSS after loading structures (MiB)": full["rss_after_load_mib"],
+                    "peak RSS, main process (MiB)": full["peak_rss_mib"],
+                    "peak RSS, largest worker (MiB)": full["peak_rss_worker_mib"] or "",
+                }
+            )
+            notes.append(
+                f"n_jobs={n_jobs}: loading {full['load_s']:.0f} s, load average {full['load']}"
+            )
         body += [
             "",
-            "**All MP crystals.** A fresh Python process loads the parsed structures from "
-            f"the loader's cache ({full['load_s']:.1f} s, not in the build time) and builds "
-            f"their graphs with `CrystalGraphTransformer(cache=False, n_jobs={args.full_jobs})`"
-            " (worker start included). Peak RSS is `resource.getrusage` of that process "
-            "(which holds all pymatgen structures) and of its worker processes; load "
-            f"average {full['load']}.",
+            "**All MP crystals.** For each `n_jobs`, a fresh Python process loads the parsed "
+            "structures from the loader's cache (not in the build time) and builds their "
+            "graphs with `CrystalGraphTransformer(cache=False, n_jobs=...)`, worker start "
+            "included. Peak RSS of that process (which holds all pymatgen structures) is "
+            "`resource.getrusage(RUSAGE_SELF).ru_maxrss`; that of its workers is their "
+            "`VmHWM` in `/proc` just before they are shut down. " + "; ".join(notes) + ".",
             "",
             markdown_table(full_rows),
         ]

@@ -27,7 +27,8 @@ _TABLE_PREFIX = "atom_features."
 def _estimator_classes() -> dict[str, type]:
     from skcrystal import estimators
 
-    return {name: getattr(estimators, name) for name in estimators.__all__}
+    classes = (getattr(estimators, name) for name in estimators.__all__)
+    return {cls.__name__: cls for cls in classes if hasattr(cls, "restore")}
 
 
 def available_models() -> list[str]:
@@ -53,7 +54,7 @@ def save_model(estimator: Any, path: str | os.PathLike, **card: Any) -> Path:
     """
     table: AtomFeatureTable = estimator.graph_builder_.fit().atom_feature_table_
     tensors = {k: v.detach().cpu().contiguous() for k, v in estimator.module_.state_dict().items()}
-    tensors[_TABLE_PREFIX + "values"] = torch.from_numpy(np.ascontiguousarray(table.values))
+    tensors[_TABLE_PREFIX + "values"] = torch.from_numpy(np.array(table.values, dtype=np.float32))
     tensors[_TABLE_PREFIX + "known"] = torch.from_numpy(table.known.astype(np.uint8))
     params = {k: getattr(estimator, k) for k in estimator.module_param_names}
     description = {
@@ -125,14 +126,10 @@ def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> Any:
     )
     cutoff, max_neighbors, _ = description["graph_settings"]
     estimator = classes[description["estimator"]](**description["params"], device=device)
-    estimator.graph_builder_ = CrystalGraphTransformer(cutoff, max_neighbors, atom_features=table)
-    estimator.graph_settings_ = (cutoff, max_neighbors, table.name)
-    estimator.n_atom_features_ = table.n_features
-    estimator.target_mean_ = np.asarray(description["target_mean"])
-    estimator.target_scale_ = np.asarray(description["target_scale"])
-    estimator.n_targets_ = len(estimator.target_mean_)
-    estimator.y_was_1d_ = description["y_was_1d"]
-    estimator.initialize()
-    estimator.module_.load_state_dict(tensors)
-    estimator.module_.eval()
-    return estimator
+    return estimator.restore(
+        CrystalGraphTransformer(cutoff, max_neighbors, atom_features=table),
+        description["target_mean"],
+        description["target_scale"],
+        tensors,
+        y_was_1d=description["y_was_1d"],
+    )

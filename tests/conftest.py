@@ -4,6 +4,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# One torch thread: several tests train in 2 joblib workers at once on 2 cores, where
+# more threads than cores make torch spin-wait (10x slower); single fits that want both
+# cores ask for them.
+torch.set_num_threads(1)
 
 
 

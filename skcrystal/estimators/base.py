@@ -15,14 +15,16 @@ import numpy as np
 import torch
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
-from skorch import NeuralNetRegressor
+from skorch import NeuralNet, NeuralNetRegressor
 from skorch.callbacks import EarlyStopping, ProgressBar
 from torch.utils.data import Subset
 
 from skcrystal.estimators.callbacks import ValidMAE
 from skcrystal.estimators.data import CrystalGraphDataset, root_dataset
 from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
+from skcrystal.graphs.atom_features import get_atom_feature_table
 from skcrystal.nn.batch import CrystalBatch
+from skcrystal.nn.layers import GaussianExpansion
 
 
 @contextlib.contextmanager
@@ -39,18 +41,48 @@ def seeded(random_state: int | None, device: str | torch.device | None):
         yield
 
 
-class CrystalGraphRegressorBase(NeuralNetRegressor):
-    """skorch ``NeuralNetRegressor`` that trains on crystal graphs.
+def checkpoint_graph_builder(
+    path: Any,
+    edge_fea_len: int,
+    n_atom_features: int,
+    cutoff: float,
+    max_neighbors: int,
+    atom_features: Any,
+) -> CrystalGraphTransformer:
+    """The graph builder a foreign checkpoint's weights need, or a ValueError saying why not."""
+    n_gaussians = GaussianExpansion(cutoff).n_features
+    if edge_fea_len != n_gaussians:
+        raise ValueError(
+            f"{path} has edge features of length {edge_fea_len}, but cutoff={cutoff} Å "
+            f"with a 0.2 Å Gaussian step gives {n_gaussians}; pass the cutoff it was "
+            f"trained with ({(edge_fea_len - 1) * 0.2:g} Å for a 0.2 Å step)"
+        )
+    table = get_atom_feature_table(atom_features)
+    if table.n_features != n_atom_features:
+        raise ValueError(
+            f"{path} expects {n_atom_features} atom features, but the table "
+            f"{table.name!r} has {table.n_features}"
+        )
+    return CrystalGraphTransformer(cutoff, max_neighbors, table)
 
-    Subclasses name the torch module and say which of their parameters the module takes
-    (:meth:`module_params`). Everything else is shared: see :class:`CGCNNRegressor` for
-    the parameters.
+
+class CrystalGraphNet(NeuralNet):
+    """skorch ``NeuralNet`` that trains a torch module on crystal graphs.
+
+    Shared by regressors and pretrainers: input coercion (structures or
+    :class:`CrystalGraphs`), the validation split or ``validation_data``, early stopping,
+    seeding, batching through :class:`CrystalGraphDataset`. Subclasses name the module,
+    say which of their parameters it takes (:meth:`module_params`) and what early
+    stopping watches (:attr:`early_stopping_monitor`).
     """
+
+    early_stopping_monitor = "valid_loss"
 
     def __init__(
         self,
         module: type[torch.nn.Module],
         *,
+        criterion: type[torch.nn.Module],
         graph_builder: CrystalGraphTransformer | None = None,
         early_stopping: bool = True,
         validation_fraction: float = 0.1,
@@ -67,6 +99,7 @@ class CrystalGraphRegressorBase(NeuralNetRegressor):
     ) -> None:
         super().__init__(
             module,
+            criterion=criterion,
             train_split=train_split,
             optimizer=optimizer,
             lr=lr,
@@ -87,6 +120,10 @@ class CrystalGraphRegressorBase(NeuralNetRegressor):
         """Keyword arguments for the module, from fitted data and estimator parameters."""
         raise NotImplementedError
 
+    def scoring_callbacks(self) -> list:
+        """Callbacks that record what early stopping watches; run before it."""
+        return []
+
     def get_params_for(self, prefix: str) -> dict[str, Any]:
         params = super().get_params_for(prefix)
         if prefix == "module":
@@ -95,16 +132,14 @@ class CrystalGraphRegressorBase(NeuralNetRegressor):
 
     # --- callbacks and splitting ------------------------------------------------------------
     def get_default_callbacks(self) -> list:
-        callbacks = [*super().get_default_callbacks(), ("valid_mae", ValidMAE())]
+        callbacks = [*super().get_default_callbacks(), *self.scoring_callbacks()]
         if self.early_stopping:
-            callbacks.append(
-                (
-                    "early_stopping",
-                    EarlyStopping(
-                        monitor="valid_mae", patience=self.n_iter_no_change, load_best=True
-                    ),
-                )
+            stopping = EarlyStopping(
+                monitor=self.early_stopping_monitor,
+                patience=self.n_iter_no_change,
+                load_best=True,
             )
+            callbacks.append(("early_stopping", stopping))
         if self.verbose and self.verbose >= 2:
             callbacks.append(("progress_bar", ProgressBar()))
         return callbacks
@@ -149,11 +184,82 @@ class CrystalGraphRegressorBase(NeuralNetRegressor):
             return CrystalGraphs.concatenate(X)  # scikit-learn's list indexing of CrystalGraphs
         builder = getattr(self, "graph_builder_", None)
         if builder is None:
-            builder = (
-                CrystalGraphTransformer() if self.graph_builder is None else self.graph_builder
-            )
-            builder = clone(builder)
+            builder = clone(self.graph_builder or CrystalGraphTransformer())
         return builder.transform(X)
+
+    def _check_settings(self, graphs: CrystalGraphs) -> None:
+        expected = self.graph_settings_
+        found = (graphs.cutoff, graphs.max_neighbors, graphs.atom_features.name)
+        if found != expected:
+            raise ValueError(
+                f"graphs built with (cutoff, max_neighbors, atom_features)={found}, but the "
+                f"model was fitted on {expected}; build them with the same transformer"
+            )
+
+    def _training_graphs(self, X: Any) -> CrystalGraphs:
+        """Check parameters, build the training graphs and record their settings."""
+        if not isinstance(self.validation_fraction, numbers.Real) or not (
+            0 < self.validation_fraction < 1
+        ):
+            raise ValueError(
+                f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
+            )
+        if self.graph_builder is not None or not hasattr(self, "graph_builder_"):
+            self.graph_builder_ = clone(self.graph_builder or CrystalGraphTransformer())
+        graphs = self._to_graphs(X)
+        if not (self.warm_start and self.initialized_):
+            self.graph_settings_ = (graphs.cutoff, graphs.max_neighbors, graphs.atom_features.name)
+            self.n_atom_features_ = graphs.atom_features.n_features
+        self._check_settings(graphs)
+        return graphs
+
+    def _fit_datasets(
+        self, train: CrystalGraphDataset, valid: CrystalGraphDataset | None, **fit_params
+    ):
+        """Train on ``train``, validating on ``valid`` (or per ``train_split`` when None)."""
+        if valid is not None:
+            self._check_settings(valid.graphs)
+        self.validation_set_ = valid
+        if self.warm_start and self.initialized_:
+            self.initialize_callbacks()  # parameters such as early_stopping may have changed
+        try:
+            with seeded(self.random_state, self.device):
+                super().fit(train, None, **fit_params)
+        finally:
+            self.validation_set_ = None
+        return self
+
+    def _restore_graph_settings(self, graph_builder: CrystalGraphTransformer) -> None:
+        table = graph_builder.fit().atom_feature_table_
+        self.graph_builder_ = graph_builder
+        self.graph_settings_ = (
+            float(graph_builder.cutoff),
+            int(graph_builder.max_neighbors),
+            table.name,
+        )
+        self.n_atom_features_ = table.n_features
+
+    def _load_module_state(self, state_dict: dict[str, torch.Tensor]):
+        self.initialize()
+        self.module_.load_state_dict(state_dict)
+        self.module_.eval()
+        return self
+
+
+class CrystalGraphRegressorBase(CrystalGraphNet, NeuralNetRegressor):
+    """skorch ``NeuralNetRegressor`` on crystal graphs, with targets standardised on the
+    training rows and early stopping on the validation MAE in the targets' units.
+
+    See :class:`CGCNNRegressor` for the parameters.
+    """
+
+    early_stopping_monitor = "valid_mae"
+
+    def __init__(self, module, *, criterion=torch.nn.MSELoss, **kwargs: Any) -> None:
+        super().__init__(module, criterion=criterion, **kwargs)
+
+    def scoring_callbacks(self) -> list:
+        return [("valid_mae", ValidMAE())]
 
     def _check_targets(self, y: Any, n_crystals: int) -> np.ndarray:
         if y is None:
@@ -195,37 +301,41 @@ class CrystalGraphRegressorBase(NeuralNetRegressor):
         -------
         self
         """
-        if not isinstance(self.validation_fraction, numbers.Real) or not (
-            0 < self.validation_fraction < 1
-        ):
-            raise ValueError(
-                f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
-            )
-        if self.graph_builder is not None or not hasattr(self, "graph_builder_"):
-            self.graph_builder_ = clone(self.graph_builder or CrystalGraphTransformer())
-        graphs = self._to_graphs(X)
+        graphs = self._training_graphs(X)
         y_was_1d = np.ndim(y) == 1
         y = self._check_targets(y, len(graphs))
         if not (self.warm_start and self.initialized_):
-            self.graph_settings_ = (graphs.cutoff, graphs.max_neighbors, graphs.atom_features.name)
-            self.n_atom_features_ = graphs.atom_features.n_features
             self.n_targets_ = y.shape[1]
             self.target_mean_ = y.mean(axis=0)
             scale = y.std(axis=0)
             self.target_scale_ = np.where(scale > 0, scale, 1.0)
             self.y_was_1d_ = y_was_1d
-        self._check_settings(graphs)
-        self.validation_set_ = None
+        valid = None
         if validation_data is not None:
             X_val, y_val = validation_data
             graphs_val = self._to_graphs(X_val)
-            self._check_settings(graphs_val)
-            y_val = self._check_targets(y_val, len(graphs_val))
-            self.validation_set_ = self._dataset(graphs_val, y_val)
-        with seeded(self.random_state, self.device):
-            super().fit(self._dataset(graphs, y), None, **fit_params)
-        self.validation_set_ = None
-        return self
+            valid = self._dataset(graphs_val, self._check_targets(y_val, len(graphs_val)))
+        return self._fit_datasets(self._dataset(graphs, y), valid, **fit_params)
+
+    def restore(
+        self,
+        graph_builder: CrystalGraphTransformer,
+        target_mean: Any,
+        target_scale: Any,
+        state_dict: dict[str, torch.Tensor],
+        y_was_1d: bool = True,
+    ):
+        """Make this estimator fitted from saved weights, without training.
+
+        ``graph_builder`` fixes the graph settings and atom features; the module is built
+        from the estimator's parameters and must accept ``state_dict`` exactly.
+        """
+        self._restore_graph_settings(graph_builder)
+        self.target_mean_ = np.atleast_1d(np.asarray(target_mean, dtype=np.float64))
+        self.target_scale_ = np.atleast_1d(np.asarray(target_scale, dtype=np.float64))
+        self.n_targets_ = len(self.target_mean_)
+        self.y_was_1d_ = y_was_1d
+        return self._load_module_state(state_dict)
 
     def _dataset(self, graphs: CrystalGraphs, y: np.ndarray | None) -> CrystalGraphDataset:
         return CrystalGraphDataset(graphs, y, self.target_mean_, self.target_scale_)

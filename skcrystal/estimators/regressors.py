@@ -10,9 +10,8 @@ import torch
 from sklearn.base import clone
 
 from skcrystal.checkpoints import read_foreign_checkpoint
-from skcrystal.estimators.base import CrystalGraphRegressorBase
+from skcrystal.estimators.base import CrystalGraphRegressorBase, checkpoint_graph_builder
 from skcrystal.graphs import AtomFeatureTable, CrystalGraphTransformer
-from skcrystal.graphs.atom_features import get_atom_feature_table
 from skcrystal.nn.cgcnn import CGCNN
 from skcrystal.nn.layers import GaussianExpansion
 
@@ -211,20 +210,9 @@ class CGCNNRegressor(CrystalGraphRegressorBase):
             )
         if ckpt["normalizer"] is None:
             raise ValueError(f"{path} has no normalizer: its outputs have no known units")
-        n_gaussians = GaussianExpansion(cutoff).n_features
-        if edge_fea_len != n_gaussians:
-            raise ValueError(
-                f"{path} has edge features of length {edge_fea_len}, but cutoff={cutoff} Å "
-                f"with a 0.2 Å Gaussian step gives {n_gaussians}; pass the cutoff it was "
-                f"trained with ({(edge_fea_len - 1) * 0.2:g} Å for a 0.2 Å step)"
-            )
-        table = get_atom_feature_table(atom_features)
-        if table.n_features != n_atom_features:
-            raise ValueError(
-                f"{path} expects {n_atom_features} atom features, but the table "
-                f"{table.name!r} has {table.n_features}"
-            )
-        builder = CrystalGraphTransformer(cutoff, max_neighbors, table)
+        builder = checkpoint_graph_builder(
+            path, edge_fea_len, n_atom_features, cutoff, max_neighbors, atom_features
+        )
         reg = cls(
             atom_fea_len=atom_fea_len,
             n_conv=sum(key.endswith("fc_full.weight") for key in state),
@@ -233,17 +221,15 @@ class CGCNNRegressor(CrystalGraphRegressorBase):
             graph_builder=builder,
             device=device,
         )
-        reg.graph_builder_ = clone(builder)
-        reg.graph_settings_ = (float(cutoff), int(max_neighbors), table.name)
-        reg.n_atom_features_, reg.n_targets_, reg.y_was_1d_ = n_atom_features, n_outputs, True
-        reg.target_mean_ = np.full(n_outputs, ckpt["normalizer"]["mean"])
-        reg.target_scale_ = np.full(n_outputs, ckpt["normalizer"]["std"])
-        reg.initialize()
         # The Gaussian centres are a buffer of our module that follows from the cutoff.
-        state.setdefault("expansion.centres", reg.module_.expansion.centres)
+        state.setdefault("expansion.centres", GaussianExpansion(cutoff).centres)
+        normalizer = ckpt["normalizer"]
         try:
-            reg.module_.load_state_dict(state, strict=True)
+            return reg.restore(
+                clone(builder),
+                np.full(n_outputs, normalizer["mean"]),
+                np.full(n_outputs, normalizer["std"]),
+                state,
+            )
         except RuntimeError as err:
             raise ValueError(f"{path} does not match the CGCNN architecture: {err}") from None
-        reg.module_.eval()
-        return reg

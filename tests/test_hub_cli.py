@@ -1,0 +1,83 @@
+"""Saving/loading models as safetensors, bundled models, and the `skcrystal` command."""
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from skcrystal import CGCNNRegressor, CrystalGraphTransformer
+from skcrystal.cli import main
+from skcrystal.hub import available_models, load_model, model_card, save_model
+
+
+@pytest.fixture(scope="module")
+def small_model(mp_subset):
+    crystals = mp_subset.structure.iloc[:64].tolist()
+    y = mp_subset.e_form.to_numpy()[:64]
+    reg = CGCNNRegressor(max_epochs=1, early_stopping=False, random_state=0, n_conv=2)
+    return reg.fit(crystals, y), crystals
+
+
+def test_save_and_load_give_identical_predictions(small_model, tmp_path):
+    reg, crystals = small_model
+    path = save_model(reg, tmp_path / "m.safetensors", data="64 MP crystals")
+    restored = load_model(path)
+    np.testing.assert_array_equal(restored.predict(crystals), reg.predict(crystals))
+    assert restored.n_conv == 2
+    assert model_card(path)["card"] == {"data": "64 MP crystals"}
+    graphs = CrystalGraphTransformer().transform(crystals[:3])
+    np.testing.assert_array_equal(restored.predict(graphs), reg.predict(crystals[:3]))
+
+
+def test_unknown_model_and_non_skcrystal_file_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="neither a model file nor a bundled model"):
+        load_model("no-such-model")
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.zeros(2, np.float32)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="not a skcrystal model file"):
+        load_model(tmp_path / "other.safetensors")
+
+
+def test_bundled_model_predicts_formation_energies():
+    assert "cgcnn-mp-formation-energy" in available_models()
+    card = model_card("cgcnn-mp-formation-energy")["card"]
+    assert card["test_mae"] < 0.127
+    model = load_model("cgcnn-mp-formation-energy")
+    nacl = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.69), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
+    si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.47), ["Si"], [[0, 0, 0]])
+    e_nacl, e_si = model.predict([nacl, si])
+    assert -2.6 < e_nacl < -1.6  # MP (PBE): about -2.1 eV/atom
+    assert abs(e_si) < 0.2  # an element in its ground state: 0 by definition
+
+
+def test_cli_predict_writes_csv(small_model, tmp_path, capsys):
+    reg, crystals = small_model
+    model = save_model(reg, tmp_path / "m.safetensors")
+    files = []
+    for i, crystal in enumerate(crystals[:2]):
+        files.append(tmp_path / f"{i}.cif")
+        crystal.to(filename=str(files[-1]))
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", str(model), *map(str, files), "--csv", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "file,prediction" and len(lines) == 3
+    expected = reg.predict(crystals[:2])
+    assert float(lines[1].split(",")[1]) == pytest.approx(expected[0], abs=1e-5)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.cif"
+    bad.write_text("not a cif")
+    assert main(["predict", "cgcnn-mp-formation-energy", str(bad)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("skcrystal predict: error: X[0]") and "\n" not in err
+
+
+def test_cli_demo_runs_offline(tmp_path, capsys):
+    out = tmp_path / "demo.png"
+    assert main(["demo", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "LiFePO4" in printed and "≈0 (element)" in printed
+    assert out.read_bytes()[:4] == b"\x89PNG"
