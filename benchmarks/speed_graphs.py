@@ -284,7 +284,7 @@ def main() -> None:
         row("ours, n_jobs=2, first call (starts the workers)", cold2, True, False),
     ]
     body = [
-        f"`python benchmarks/speed_graphs.py --n {args.n}`, on {machine()}; "
+        f"`python benchmarks/speed_graphs.py {' '.join(sys.argv[1:])}`, on {machine()}; "
         f"{os.cpu_count()} CPU cores shared with other jobs, load average (1/5/15 min) "
         f"{' then '.join(loads)} during the run.",
         "",

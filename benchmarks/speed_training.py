@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -305,11 +306,10 @@ def main() -> None:
                     threads, "bare `no_grad` forward, padded dense layout", r["dense_predict"]
                 )
             )
-    threads_arg = " ".join(str(t) for t in args.threads)
     body = [
-        f"`python benchmarks/speed_training.py --n {args.n} --epochs {args.epochs} --threads "
-        f"{threads_arg}`, on {machine()}; {os.cpu_count()} CPU cores shared with other jobs, "
-        f"load average (1/5/15 min) {' then '.join(loads)} during the run.",
+        f"`python benchmarks/speed_training.py {' '.join(sys.argv[1:])}`, on {machine()}; "
+        f"{os.cpu_count()} CPU cores shared with other jobs, load average (1/5/15 min) "
+        f"{' then '.join(loads)} during the run.",
         "",
         f"The first {n:,} crystals of `load_mp_formation_energy` ({int(graphs.n_atoms.sum()):,}"
         f" atoms, {int(graphs.n_edges.sum()):,} edges; 8 Å, 12 neighbours), {len(batches)} "
