@@ -12,7 +12,6 @@ import torch
 torch.set_num_threads(1)
 
 
-
 @pytest.fixture(scope="session")
 def data_home() -> Path:
     """The data home with the staged datasets; a missing one fails the test, never skips it."""
