@@ -40,3 +40,14 @@ def mp_subset(data_home):
     from skcrystal.datasets import load_mp_formation_energy
 
     return load_mp_formation_energy(limit=400)
+
+
+@pytest.fixture(scope="session")
+def atom_init(data_home, tmp_path_factory):
+    """The authors' atom_init.json, the table their CGCNN and CrysXPP weights were trained with."""
+    import tarfile
+
+    path = tmp_path_factory.mktemp("authors") / "atom_init.json"
+    with tarfile.open(data_home / "mp_cgcnn_formation_energy.tar.xz") as tar:
+        path.write_bytes(tar.extractfile("mp_cgcnn_formation_energy/atom_init.json").read())
+    return path

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import doctest
 import json
-import tarfile
 
 import numpy as np
 import pytest
@@ -34,15 +33,6 @@ def weights(data_home):
 @pytest.fixture(scope="module")
 def formation_energy(weights):
     return weights / "formation-energy-per-atom.pth.tar"
-
-
-@pytest.fixture(scope="module")
-def atom_init(data_home, tmp_path_factory):
-    """The authors' atom_init.json, the table the checkpoint was trained with."""
-    path = tmp_path_factory.mktemp("cgcnn") / "atom_init.json"
-    with tarfile.open(data_home / "mp_cgcnn_formation_energy.tar.xz") as tar:
-        path.write_bytes(tar.extractfile("mp_cgcnn_formation_energy/atom_init.json").read())
-    return path
 
 
 @pytest.fixture(scope="module")

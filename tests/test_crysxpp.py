@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import tarfile
 
 import numpy as np
 import pytest
@@ -53,15 +52,6 @@ def weights(data_home):
     folder = data_home / "reference_weights" / "crysxpp"
     assert folder.is_dir(), f"{folder} not found"
     return folder
-
-
-@pytest.fixture(scope="module")
-def atom_init(data_home, tmp_path_factory):
-    """The authors' atom_init.json, the table both checkpoints were trained with."""
-    path = tmp_path_factory.mktemp("crysxpp") / "atom_init.json"
-    with tarfile.open(data_home / "mp_cgcnn_formation_energy.tar.xz") as tar:
-        path.write_bytes(tar.extractfile("mp_cgcnn_formation_energy/atom_init.json").read())
-    return path
 
 
 def _batch(graphs, indices=None):

@@ -274,15 +274,6 @@ class CrystalGraphRegressorBase(CrystalGraphNet, NeuralNetRegressor):
             raise ValueError(f"y[{bad[0]}] is not finite ({len(bad)} rows are NaN or inf)")
         return y.reshape(len(y), -1)
 
-    def _check_settings(self, graphs: CrystalGraphs) -> None:
-        expected = self.graph_settings_
-        found = (graphs.cutoff, graphs.max_neighbors, graphs.atom_features.name)
-        if found != expected:
-            raise ValueError(
-                f"graphs built with (cutoff, max_neighbors, atom_features)={found}, but the "
-                f"model was fitted on {expected}; build them with the same transformer"
-            )
-
     # --- fit / predict ----------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, *, validation_data: tuple | None = None, **fit_params):
         """Fit on crystals ``X`` and targets ``y``.
