@@ -41,20 +41,22 @@ def _species(structure: Structure, index: int) -> tuple[np.ndarray, np.ndarray, 
 
 
 def _check_geometry(structure: Structure, index: int) -> None:
-    name = _describe(structure, index)
+    def refuse(reason: str) -> ValueError:  # the formula is only worked out for errors
+        return ValueError(f"{_describe(structure, index)}: {reason}")
+
     if len(structure) == 0:
-        raise ValueError(f"{name}: the structure has no sites")
+        raise refuse("the structure has no sites")
     matrix = structure.lattice.matrix
     if not np.all(np.isfinite(matrix)):
-        raise ValueError(f"{name}: the lattice contains NaN or inf")
+        raise refuse("the lattice contains NaN or inf")
     volume = abs(np.linalg.det(matrix))
     if volume < 1e-3 * len(structure):
-        raise ValueError(
-            f"{name}: degenerate lattice (cell volume {volume:.3g} Å^3 for "
-            f"{len(structure)} sites); a crystal needs three independent lattice vectors"
+        raise refuse(
+            f"degenerate lattice (cell volume {volume:.3g} Å^3 for {len(structure)} sites); "
+            "a crystal needs three independent lattice vectors"
         )
     if not np.all(np.isfinite(structure.frac_coords)):
-        raise ValueError(f"{name}: site coordinates contain NaN or inf")
+        raise refuse("site coordinates contain NaN or inf")
 
 
 def crystal_graph(

@@ -46,6 +46,9 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
         :mod:`skcrystal.graphs.atom_features`). A path reads a CGCNN ``atom_init.json``.
     n_jobs : int, default=None
         Processes used to build graphs (joblib semantics: None means 1, -1 all cores).
+        Sending pymatgen Structures to worker processes costs more than building their
+        graphs (docs/benchmarks.md, speed_graphs), so for structures already in memory
+        the default single process is the fastest today.
     cache : bool, default=True
         Reuse graphs already built in this process for identical structures and
         neighbour settings (bounded to 512 MB), so that cross-validation and grid search
