@@ -127,6 +127,17 @@ def test_validation_data_and_early_stopping(graphs, data):
     assert len(internal.history[-1, "batches"]) == 3 + 1  # 86 train crystals, 10 validation
 
 
+def test_training_batches_are_shuffled_and_partial_fit_continues(graphs, data):
+    reg = CGCNNRegressor(**FAST)
+    assert reg.get_params()["iterator_train__shuffle"] is True
+    reg.fit(graphs, data[1])
+    before = {k: v.clone() for k, v in reg.module_.state_dict().items()}
+    reg.partial_fit(graphs, data[1])
+    assert len(reg.history) == 2 * FAST["max_epochs"]  # continued, not restarted
+    assert any(not torch.equal(before[k], v) for k, v in reg.module_.state_dict().items())
+    assert reg.warm_start is False
+
+
 def test_no_early_stopping_trains_all_epochs_on_all_crystals(fitted):
     assert len(fitted.history) == FAST["max_epochs"]
     assert "valid_mae" not in fitted.history[-1]

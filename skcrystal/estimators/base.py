@@ -97,6 +97,8 @@ class CrystalGraphNet(NeuralNet):
         device: str = "cpu",
         **kwargs: Any,
     ) -> None:
+        # skorch does not shuffle by default; mini-batches must differ between epochs.
+        kwargs.setdefault("iterator_train__shuffle", True)
         super().__init__(
             module,
             criterion=criterion,
@@ -228,6 +230,17 @@ class CrystalGraphNet(NeuralNet):
         finally:
             self.validation_set_ = None
         return self
+
+    def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params):
+        """Continue training the current weights (``fit`` with ``warm_start=True``)."""
+        if isinstance(X, CrystalGraphDataset):  # skorch's own fit calls partial_fit
+            return super().partial_fit(X, y, classes, **fit_params)
+        warm_start = self.warm_start
+        self.warm_start = True
+        try:
+            return self.fit(X, y, **fit_params)
+        finally:
+            self.warm_start = warm_start
 
     def _restore_graph_settings(self, graph_builder: CrystalGraphTransformer) -> None:
         table = graph_builder.fit().atom_feature_table_
