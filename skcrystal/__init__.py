@@ -1,6 +1,7 @@
 """skcrystal: crystal graph neural networks with the scikit-learn API."""
 
-from skcrystal.estimators import CGCNNRegressor, CrysAEPretrainer, CrysXPPRegressor
+from importlib import import_module
+
 from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
 
 __all__ = [
@@ -11,3 +12,17 @@ __all__ = [
     "CrystalGraphs",
 ]
 __version__ = "0.1.0.dev0"
+
+# The estimators import torch and skorch; graph building needs neither, so the worker
+# processes of CrystalGraphTransformer(n_jobs=...) start without them.
+_ESTIMATORS = {"CGCNNRegressor", "CrysAEPretrainer", "CrysXPPRegressor"}
+
+
+def __getattr__(name: str):
+    if name in _ESTIMATORS:
+        return getattr(import_module("skcrystal.estimators"), name)
+    raise AttributeError(f"module 'skcrystal' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _ESTIMATORS)
