@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from torch.nn import functional as F
+from authors_reference import authors_forward
 
 from skcrystal import CGCNNRegressor
 from skcrystal.checkpoints import read_foreign_checkpoint
@@ -51,32 +51,6 @@ def test_loads_architecture_and_normalizer(formation_energy):
     assert torch.equal(reg.module_.convs[3].bn2.running_var, state["convs.3.bn2.running_var"])
 
 
-def _authors_forward(state, atom_fea, nbr_idx, nbr_dist):
-    """The authors' CrystalGraphConvNet.forward for one crystal in eval mode, padded layout."""
-
-    def bn(x, name):
-        stats = [
-            state[f"{name}.{key}"] for key in ("running_mean", "running_var", "weight", "bias")
-        ]
-        return F.batch_norm(x, *stats, training=False)
-
-    centres = torch.from_numpy(np.arange(0, 8 + 0.2, 0.2))  # the authors' GaussianDistance
-    nbr_fea = torch.exp(-((nbr_dist[..., None] - centres) ** 2) / 0.2**2).float()
-    x = F.linear(atom_fea, state["embedding.weight"], state["embedding.bias"])
-    n, m = nbr_idx.shape
-    for k in range(4):
-        total = torch.cat([x[:, None].expand(n, m, -1), x[nbr_idx], nbr_fea], dim=2)
-        gated = F.linear(
-            total, state[f"convs.{k}.fc_full.weight"], state[f"convs.{k}.fc_full.bias"]
-        )
-        gated = bn(gated.view(n * m, -1), f"convs.{k}.bn1").view(n, m, -1)
-        gate, core = gated.chunk(2, dim=2)
-        summed = (torch.sigmoid(gate) * F.softplus(core)).sum(dim=1)
-        x = F.softplus(x + bn(summed, f"convs.{k}.bn2"))
-    hidden = F.linear(F.softplus(x.mean(0)), state["conv_to_fc.weight"], state["conv_to_fc.bias"])
-    return F.linear(F.softplus(hidden), state["fc_out.weight"], state["fc_out.bias"])
-
-
 def test_matches_authors_forward_pass(formation_energy, atom_init, crystals):
     ckpt = read_foreign_checkpoint(formation_energy)
     reg = CGCNNRegressor.from_cgcnn_checkpoint(formation_energy, atom_features=atom_init)
@@ -86,7 +60,7 @@ def test_matches_authors_forward_pass(formation_energy, atom_init, crystals):
     for s in structures:  # the authors' CIFData: sorted get_all_neighbors, 12 per atom
         nbrs = [sorted(n, key=lambda nb: nb[1])[:12] for n in s.get_all_neighbors(8.0)]
         assert all(len(n) == 12 for n in nbrs)  # no padding in these crystals
-        out = _authors_forward(
+        out = authors_forward(
             ckpt["state_dict"],
             torch.tensor([table[site.specie.Z] for site in s], dtype=torch.float32),
             torch.tensor([[nb.index for nb in n] for n in nbrs]),

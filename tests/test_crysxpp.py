@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from authors_reference import authors_forward
 from pymatgen.core import Lattice, Structure
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold
@@ -355,29 +356,6 @@ def test_authors_crysae_loads(weights, atom_init, graphs, data):
     )
 
 
-def _authors_forward(state, atom_fea, nbr_idx, nbr_dist):
-    """The authors' masked CrystalGraphConvNet.forward for one crystal, eval mode, padded."""
-
-    def bn(x, name):
-        stats = [state[f"{name}.{k}"] for k in ("running_mean", "running_var", "weight", "bias")]
-        return F.batch_norm(x, *stats, training=False)
-
-    centres = torch.from_numpy(np.arange(0, 8 + 0.2, 0.2))
-    nbr_fea = torch.exp(-((nbr_dist[..., None] - centres) ** 2) / 0.2**2).float()
-    x = F.linear(atom_fea * state["mask"], state["embedding.weight"], state["embedding.bias"])
-    n, m = nbr_idx.shape
-    for k in range(3):
-        total = torch.cat([x[:, None].expand(n, m, -1), x[nbr_idx], nbr_fea], dim=2)
-        gated = F.linear(
-            total, state[f"convs.{k}.fc_full.weight"], state[f"convs.{k}.fc_full.bias"]
-        )
-        gated = bn(gated.view(n * m, -1), f"convs.{k}.bn1").view(n, m, -1)
-        gate, core = gated.chunk(2, dim=2)
-        x = F.softplus(x + bn((torch.sigmoid(gate) * F.softplus(core)).sum(1), f"convs.{k}.bn2"))
-    hidden = F.linear(F.softplus(x.mean(0)), state["conv_to_fc.weight"], state["conv_to_fc.bias"])
-    return F.linear(F.softplus(hidden), state["fc_out.weight"], state["fc_out.bias"])
-
-
 @pytest.fixture(scope="module")
 def authors_regressor(weights, atom_init):
     return CrysXPPRegressor.from_authors_checkpoint(
@@ -396,7 +374,7 @@ def test_authors_crysxpp_matches_their_forward_pass(authors_regressor, weights, 
     for s in structures:
         nbrs = [sorted(n, key=lambda nb: nb[1])[:12] for n in s.get_all_neighbors(8.0)]
         assert all(len(n) == 12 for n in nbrs)
-        out = _authors_forward(
+        out = authors_forward(
             ckpt["state_dict"],
             torch.tensor([table[site.specie.Z] for site in s], dtype=torch.float32),
             torch.tensor([[nb.index for nb in n] for n in nbrs]),
