@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 from skcrystal.checkpoints import read_foreign_checkpoint
 from skcrystal.estimators.base import CrystalGraphNet, checkpoint_graph_builder
 from skcrystal.estimators.data import CrystalGraphDataset
-from skcrystal.graphs import AtomFeatureTable, CrystalGraphs, CrystalGraphTransformer
+from skcrystal.graphs import AtomFeatureTable, CrystalGraphs
 from skcrystal.nn.crysae import CrysAE, CrysAELoss
 from skcrystal.nn.layers import GaussianExpansion
 
@@ -115,36 +115,13 @@ class CrysAEPretrainer(CrystalGraphNet):
         n_conv: int = 3,
         max_pairs: int | None = 1024,
         gaussian_step: float = 0.2,
-        graph_builder: CrystalGraphTransformer | None = None,
-        early_stopping: bool = True,
-        validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
-        random_state: int | None = None,
-        train_split: Any = "auto",
-        optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
         lr: float = 3e-3,
-        max_epochs: int = 100,
-        batch_size: int = 128,
-        verbose: int = 0,
-        device: str = "cpu",
         **kwargs: Any,
     ) -> None:
+        # Only the defaults that differ from CrystalGraphNet's are spelt out here.
         super().__init__(
-            module,
-            criterion=criterion,
-            graph_builder=graph_builder,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change,
-            random_state=random_state,
-            train_split=train_split,
-            optimizer=optimizer,
-            lr=lr,
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            verbose=verbose,
-            device=device,
-            **kwargs,
+            module, criterion=criterion, n_iter_no_change=n_iter_no_change, lr=lr, **kwargs
         )
         self.atom_fea_len = atom_fea_len
         self.n_conv = n_conv
