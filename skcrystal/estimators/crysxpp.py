@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from skcrystal.checkpoints import read_foreign_checkpoint
 from skcrystal.estimators.pretrainers import CrysAEPretrainer
 from skcrystal.estimators.regressors import CGCNNRegressor
-from skcrystal.graphs import AtomFeatureTable, CrystalGraphTransformer
+from skcrystal.graphs import AtomFeatureTable
 from skcrystal.graphs.atom_features import get_atom_feature_table
 from skcrystal.nn.crysae import MaskedCGCNN
 
@@ -107,24 +107,9 @@ class CrysXPPRegressor(CGCNNRegressor):
         encoder: CrysAEPretrainer | str | os.PathLike[str] | None = None,
         l1: float = 0.01,
         transfer_embedding: bool = True,
-        atom_fea_len: int = 64,
-        n_conv: int = 3,
-        h_fea_len: int = 128,
-        n_h: int = 1,
-        gaussian_step: float = 0.2,
-        graph_builder: CrystalGraphTransformer | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            module,
-            atom_fea_len=atom_fea_len,
-            n_conv=n_conv,
-            h_fea_len=h_fea_len,
-            n_h=n_h,
-            gaussian_step=gaussian_step,
-            graph_builder=graph_builder,
-            **kwargs,
-        )
+        super().__init__(module, **kwargs)  # the CGCNNRegressor parameters, same defaults
         self.encoder = encoder
         self.l1 = l1
         self.transfer_embedding = transfer_embedding
