@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 import re
@@ -21,11 +22,15 @@ on the machine it names; rerun the script to refresh it. Numbers are measured, n
 """
 
 
-def machine() -> str:
+def machine(device: str = "cpu") -> str:
     """One line naming the hardware and software a number was measured on."""
+    if str(device).startswith("cuda"):
+        hardware = f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    else:
+        hardware = f"{platform.processor() or platform.machine()} CPU"
     return (
-        f"{platform.processor() or platform.machine()}, torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads, Python {platform.python_version()}, {date.today()}"
+        f"{hardware}, torch {torch.__version__} with {torch.get_num_threads()} CPU threads, "
+        f"Python {platform.python_version()}, {date.today()}"
     )
 
 
@@ -43,10 +48,14 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
 
 def write_section(name: str, title: str, body: str) -> None:
     """Replace (or append) the section ``name`` of docs/benchmarks.md, and print it."""
-    text = DOC.read_text() if DOC.exists() else HEADER
     section = f"<!-- {name}:start -->\n## {title}\n\n{body.strip()}\n<!-- {name}:end -->"
     pattern = re.compile(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else f"{text}\n{section}\n"
     DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text(text)
+    with open(DOC.with_suffix(".lock"), "w") as lock:  # benchmarks may run side by side
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = DOC.read_text() if DOC.exists() else HEADER
+        text = (
+            pattern.sub(lambda _: section, text) if pattern.search(text) else f"{text}\n{section}\n"
+        )
+        DOC.write_text(text)
     print(section)

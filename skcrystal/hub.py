@@ -43,15 +43,34 @@ def available_models() -> list[str]:
 
 
 def save_model(estimator: Any, path: str | os.PathLike, **card: Any) -> Path:
-    """Write a fitted regressor to ``path`` (a ``.safetensors`` file).
+    """Write a fitted skcrystal estimator to ``path`` (a ``.safetensors`` file).
+
+    Regressors (with their target scaling) and pretrainers alike; :func:`load_model`
+    reads the file back without unpickling anything.
 
     Parameters
     ----------
-    estimator : fitted CGCNNRegressor (or another skcrystal regressor)
+    estimator : fitted CGCNNRegressor, CrysXPPRegressor, CrysAEPretrainer, ...
     path : str or path-like
     **card
         Extra JSON-serialisable facts stored with the model (data, split, test MAE...).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from pymatgen.core import Lattice, Structure
+    >>> from skcrystal import CrysAEPretrainer
+    >>> crystals = [Structure(Lattice.cubic(a), ["Cs", "Cl"], [[0, 0, 0], [0.5] * 3])
+    ...             for a in (3.9, 4.0, 4.1)]
+    >>> ae = CrysAEPretrainer(max_epochs=1, early_stopping=False, random_state=0).fit(crystals)
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "ae.safetensors"
+    >>> same = load_model(save_model(ae, path, data="three CsCl cells"))
+    >>> bool(abs(same.transform(crystals) - ae.transform(crystals)).max() < 1e-6)
+    True
     """
+    if type(estimator).__name__ not in _estimator_classes():
+        raise TypeError(f"cannot save a {type(estimator).__name__}: not a skcrystal estimator")
+    fitted = estimator.fitted_state()
     table: AtomFeatureTable = estimator.graph_builder_.fit().atom_feature_table_
     tensors = {k: v.detach().cpu().contiguous() for k, v in estimator.module_.state_dict().items()}
     tensors[_TABLE_PREFIX + "values"] = torch.from_numpy(np.array(table.values, dtype=np.float32))
@@ -66,9 +85,7 @@ def save_model(estimator: Any, path: str | os.PathLike, **card: Any) -> Path:
             "feature_names": list(table.feature_names),
             "properties": list(table.properties),
         },
-        "target_mean": np.asarray(estimator.target_mean_).tolist(),
-        "target_scale": np.asarray(estimator.target_scale_).tolist(),
-        "y_was_1d": bool(estimator.y_was_1d_),
+        "fitted": fitted,
         "card": card,
     }
     path = Path(path)
@@ -99,7 +116,7 @@ def model_card(name_or_path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> Any:
-    """Load a fitted regressor from a bundled name or a ``.safetensors`` path.
+    """Load a fitted estimator from a bundled name or a ``.safetensors`` path.
 
     Examples
     --------
@@ -125,11 +142,10 @@ def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> Any:
         properties=tuple(table_info["properties"]),
     )
     cutoff, max_neighbors, _ = description["graph_settings"]
+    # Files written before "fitted" existed keep the target scaling at the top level.
+    fitted = description.get("fitted")
+    if fitted is None:
+        fitted = {key: description[key] for key in ("target_mean", "target_scale", "y_was_1d")}
     estimator = classes[description["estimator"]](**description["params"], device=device)
-    return estimator.restore(
-        CrystalGraphTransformer(cutoff, max_neighbors, atom_features=table),
-        description["target_mean"],
-        description["target_scale"],
-        tensors,
-        y_was_1d=description["y_was_1d"],
-    )
+    builder = CrystalGraphTransformer(cutoff, max_neighbors, atom_features=table)
+    return estimator.restore(builder, tensors, **fitted)

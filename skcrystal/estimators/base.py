@@ -321,18 +321,29 @@ class CrystalGraphRegressorBase(CrystalGraphNet, NeuralNetRegressor):
             valid = self._dataset(graphs_val, self._check_targets(y_val, len(graphs_val)))
         return self._fit_datasets(self._dataset(graphs, y), valid, **fit_params)
 
+    def fitted_state(self) -> dict[str, Any]:
+        """What besides the weights makes this regressor fitted: the target scaling."""
+        check_is_fitted(self, "target_mean_")
+        return {
+            "target_mean": np.asarray(self.target_mean_).tolist(),
+            "target_scale": np.asarray(self.target_scale_).tolist(),
+            "y_was_1d": bool(self.y_was_1d_),
+        }
+
     def restore(
         self,
         graph_builder: CrystalGraphTransformer,
+        state_dict: dict[str, torch.Tensor],
+        *,
         target_mean: Any,
         target_scale: Any,
-        state_dict: dict[str, torch.Tensor],
         y_was_1d: bool = True,
     ):
         """Make this estimator fitted from saved weights, without training.
 
         ``graph_builder`` fixes the graph settings and atom features; the module is built
-        from the estimator's parameters and must accept ``state_dict`` exactly.
+        from the estimator's parameters and must accept ``state_dict`` exactly; the other
+        arguments are those of :meth:`fitted_state`.
         """
         self._restore_graph_settings(graph_builder)
         self.target_mean_ = np.atleast_1d(np.asarray(target_mean, dtype=np.float64))

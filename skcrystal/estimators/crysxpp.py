@@ -18,6 +18,7 @@ from skcrystal.estimators.pretrainers import CrysAEPretrainer
 from skcrystal.estimators.regressors import CGCNNRegressor
 from skcrystal.graphs import AtomFeatureTable
 from skcrystal.graphs.atom_features import get_atom_feature_table
+from skcrystal.hub import available_models, load_model
 from skcrystal.nn.crysae import MaskedCGCNN
 
 __all__ = ["CrysXPPRegressor"]
@@ -30,7 +31,7 @@ class CrysXPPRegressor(CGCNNRegressor):
     (:class:`~skcrystal.estimators.CrysAEPretrainer`, or the authors' CrysAE), and whose
     input atom features are multiplied by a learnable feature selector ``mask`` (one entry
     per feature column, initialised to 1). The training loss is the MSE of the
-    standardised targets plus ``l1 * sum(|mask|)``, which shrinks the entries of the
+    standardised targets plus ``l1 * mean(|mask|)``, which shrinks the entries of the
     columns the property does not need; :attr:`feature_importances_` and :meth:`explain`
     read them back, per column and per element property.
 
@@ -39,19 +40,21 @@ class CrysXPPRegressor(CGCNNRegressor):
 
     Parameters
     ----------
-    encoder : CrysAEPretrainer, path or None
-        The pretrained encoder: a fitted :class:`CrysAEPretrainer`, or the path of the
-        authors' ``model_pretrain.pth``. Its convolution weights (``convs.*``, batch-norm
-        statistics included) initialise those of the regressor; ``atom_fea_len`` and
-        ``n_conv`` must match it. It is read, never modified, each time the network is
-        initialised, and :func:`sklearn.base.clone` shares it between clones (as a fitted
-        input, like a path, it is not refitted). None is refused by :meth:`fit`: use
-        :class:`CGCNNRegressor` for a network trained from scratch.
+    encoder : CrysAEPretrainer, str, path or None
+        The pretrained encoder: a fitted :class:`CrysAEPretrainer`, one saved with
+        :func:`skcrystal.hub.save_model` (its ``.safetensors`` path or bundled name), or the
+        path of the authors' ``model_pretrain.pth``. Its convolution weights (``convs.*``,
+        batch-norm statistics included) initialise those of the regressor;
+        ``atom_fea_len`` and ``n_conv`` must match it. It is read, never modified, each
+        time the network is initialised, and :func:`sklearn.base.clone` shares it between
+        clones (as a fitted input, like a path, it is not refitted). None is refused by
+        :meth:`fit`: use :class:`CGCNNRegressor` for a network trained from scratch.
     l1 : float, default=0.01
         Weight of the L1 penalty on the mask, added to the training loss only
-        (``valid_loss`` stays the plain standardised MSE). The authors' script adds
-        ``0.01 * mean(|mask|)``, that is ``l1 = 0.01 / 92`` here (and the released
-        ``model_best.pth.tar`` was trained with the penalty switched off).
+        (``valid_loss`` stays the plain standardised MSE): ``l1 * mean(|mask|)``, the
+        form and default weight of the authors' script (whose released
+        ``model_best.pth.tar`` was trained with the penalty switched off). Choose it on
+        validation data, e.g. with ``GridSearchCV``; docs/benchmarks.md shows the effect.
     transfer_embedding : bool, default=True
         Also initialise the input embedding from the encoder when its shape matches. The
         CrysAE embedding has no bias, so the regressor's bias starts at 0 and the network
@@ -132,9 +135,17 @@ class CrysXPPRegressor(CGCNNRegressor):
             check_is_fitted(encoder, "graph_settings_", msg="the encoder is not fitted")
             return encoder.module_.state_dict(), encoder.graph_settings_, "the encoder"
         if isinstance(encoder, (str, os.PathLike)):
+            if str(encoder).endswith(".safetensors") or str(encoder) in available_models():
+                loaded = load_model(encoder)
+                if not isinstance(loaded, CrysAEPretrainer):
+                    raise ValueError(
+                        f"{encoder} holds a {type(loaded).__name__}, not a CrysAEPretrainer"
+                    )
+                return loaded.module_.state_dict(), loaded.graph_settings_, str(encoder)
             return read_foreign_checkpoint(encoder)["state_dict"], None, str(Path(encoder))
         raise ValueError(
-            "encoder must be a fitted CrysAEPretrainer or the path of a CrysAE checkpoint "
+            "encoder must be a fitted CrysAEPretrainer, a saved one (.safetensors path or "
+            "bundled name) or the path of the authors' CrysAE checkpoint "
             f"(model_pretrain.pth), got {type(encoder).__name__}"
         )
 
@@ -185,10 +196,10 @@ class CrysXPPRegressor(CGCNNRegressor):
 
     # --- training -------------------------------------------------------------------------
     def get_loss(self, y_pred, y_true, X=None, training=False) -> torch.Tensor:
-        """Standardised MSE, plus ``l1 * sum(|mask|)`` in training."""
+        """Standardised MSE, plus ``l1 * mean(|mask|)`` in training."""
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
         if training and self.l1:
-            loss = loss + self.l1 * self.module_.mask.abs().sum()
+            loss = loss + self.l1 * self.module_.mask.abs().mean()
         return loss
 
     def fit(self, X: Any, y: Any = None, *, validation_data: tuple | None = None, **fit_params):

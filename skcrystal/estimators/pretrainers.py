@@ -223,6 +223,19 @@ class CrysAEPretrainer(CrystalGraphNet):
                 count += len(batch)
         return -total / count
 
+    # --- saving ----------------------------------------------------------------------------
+    module_param_names = ("atom_fea_len", "n_conv", "max_pairs", "gaussian_step")
+
+    def fitted_state(self) -> dict[str, Any]:
+        """What besides the weights makes a pretrainer fitted: nothing (see skcrystal.hub)."""
+        check_is_fitted(self, "graph_settings_")
+        return {}
+
+    def restore(self, graph_builder, state_dict: dict[str, torch.Tensor]):
+        """Make this pretrainer fitted from saved weights, without training."""
+        self._restore_graph_settings(graph_builder)
+        return self._load_module_state(state_dict)
+
     # --- the authors' weights -------------------------------------------------------------
     @classmethod
     def from_authors_checkpoint(

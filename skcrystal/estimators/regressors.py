@@ -227,9 +227,9 @@ class CGCNNRegressor(CrystalGraphRegressorBase):
         try:
             return reg.restore(
                 clone(builder),
-                np.full(n_outputs, normalizer["mean"]),
-                np.full(n_outputs, normalizer["std"]),
                 state,
+                target_mean=np.full(n_outputs, normalizer["mean"]),
+                target_scale=np.full(n_outputs, normalizer["std"]),
             )
         except RuntimeError as err:
             raise ValueError(f"{path} does not match the CGCNN architecture: {err}") from None

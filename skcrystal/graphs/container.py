@@ -75,6 +75,12 @@ class CrystalGraphs:
         Neighbour search radius (Å) the graphs were built with.
     max_neighbors : int
         Largest number of neighbours per atom the graphs were built with.
+    space_group : ndarray of int16, shape (n_crystals,), optional
+        International space group number of each crystal; 0 where it was not determined
+        (the default, and what :class:`~skcrystal.CrystalGraphTransformer` gives unless
+        ``symmetry=True``).
+    symmetry : bool, default=False
+        Whether ``space_group`` was searched for (see :mod:`skcrystal.graphs.symmetry`).
 
     Examples
     --------
@@ -99,6 +105,7 @@ class CrystalGraphs:
         "center",
         "neighbor",
         "distance",
+        "space_group",
     )
 
     def __init__(
@@ -115,6 +122,8 @@ class CrystalGraphs:
         atom_features: AtomFeatureTable,
         cutoff: float,
         max_neighbors: int,
+        space_group: np.ndarray | None = None,
+        symmetry: bool = False,
     ) -> None:
         self.node_ptr = np.asarray(node_ptr, dtype=np.int64)
         self.edge_ptr = np.asarray(edge_ptr, dtype=np.int64)
@@ -127,6 +136,13 @@ class CrystalGraphs:
         self.atom_features = atom_features
         self.cutoff = float(cutoff)
         self.max_neighbors = int(max_neighbors)
+        n_crystals = len(self.node_ptr) - 1
+        if space_group is None:
+            space_group = np.zeros(n_crystals, dtype=np.int16)
+        self.space_group = np.asarray(space_group, dtype=np.int16)
+        if self.space_group.shape != (n_crystals,):
+            raise ValueError(f"space_group must have shape ({n_crystals},)")
+        self.symmetry = bool(symmetry)
 
     @classmethod
     def from_parts(
@@ -135,8 +151,12 @@ class CrystalGraphs:
         atom_features: AtomFeatureTable,
         cutoff: float,
         max_neighbors: int,
+        space_group: np.ndarray | None = None,
     ) -> CrystalGraphs:
-        """Assemble one container from the graphs of single crystals, in order."""
+        """Assemble one container from the graphs of single crystals, in order.
+
+        ``space_group`` (one number per crystal) marks the result as ``symmetry=True``.
+        """
 
         def cat(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
             return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype)
@@ -153,6 +173,8 @@ class CrystalGraphs:
             atom_features=atom_features,
             cutoff=cutoff,
             max_neighbors=max_neighbors,
+            space_group=space_group,
+            symmetry=space_group is not None,
         )
 
     # --- sequence protocol -------------------------------------------------------------
@@ -180,6 +202,8 @@ class CrystalGraphs:
             atom_features=self.atom_features,
             cutoff=self.cutoff,
             max_neighbors=self.max_neighbors,
+            space_group=self.space_group[indices],
+            symmetry=self.symmetry,
         )
 
     def __iter__(self):
@@ -224,6 +248,7 @@ class CrystalGraphs:
             atom_features=first.atom_features,
             cutoff=first.cutoff,
             max_neighbors=first.max_neighbors,
+            symmetry=all(b.symmetry for b in batches),
         )
 
     # --- per-crystal views --------------------------------------------------------------

@@ -15,6 +15,10 @@ from skcrystal.graphs.build import crystal_graph
 from skcrystal.graphs.cache import GRAPH_CACHE, structure_key
 from skcrystal.graphs.container import CrystalGraphs, GraphParts
 from skcrystal.graphs.inputs import as_item_list, to_structure
+from skcrystal.graphs.symmetry import space_group_number
+
+# Space group numbers already found in this process, by structure digest (a few bytes each).
+SPACE_GROUP_CACHE: dict[bytes, int] = {}
 
 
 def _build_chunk(items: list[tuple[int, Any]], cutoff: float, max_neighbors: int):
@@ -53,6 +57,11 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
         Reuse graphs already built in this process for identical structures and
         neighbour settings (bounded to 512 MB), so that cross-validation and grid search
         do not rebuild them for every candidate.
+    symmetry : bool, default=False
+        Also find each crystal's space group (spglib through pymatgen, tolerance
+        :data:`~skcrystal.graphs.symmetry.SYMPREC`), stored as ``graphs.space_group`` and
+        cached with the graph; CrysGNN pretraining needs it. Crystals whose symmetry
+        cannot be determined get 0 (see :mod:`skcrystal.graphs.symmetry`).
     verbose : bool, default=False
         Show a progress bar.
 
@@ -73,6 +82,7 @@ atom_features='cgcnn')
         atom_features: str | AtomFeatureTable = "cgcnn",
         n_jobs: int | None = None,
         cache: bool = True,
+        symmetry: bool = False,
         verbose: bool = False,
     ) -> None:
         self.cutoff = cutoff
@@ -80,6 +90,7 @@ atom_features='cgcnn')
         self.atom_features = atom_features
         self.n_jobs = n_jobs
         self.cache = cache
+        self.symmetry = symmetry
         self.verbose = verbose
 
     def __sklearn_tags__(self):
@@ -132,9 +143,21 @@ atom_features='cgcnn')
             parts[i] = built
             if self.cache:
                 GRAPH_CACHE.put(keys[i], built)
-        graphs = CrystalGraphs.from_parts(parts, table, cutoff, max_neighbors)
+        space_group = self._space_groups(structures) if self.symmetry else None
+        graphs = CrystalGraphs.from_parts(parts, table, cutoff, max_neighbors, space_group)
         _check_elements(graphs, structures)
         return graphs
+
+    def _space_groups(self, structures: list) -> np.ndarray:
+        keys = [structure_key(s, 0.0, 0) for s in structures] if self.cache else []
+        numbers = [SPACE_GROUP_CACHE.get(k) for k in keys] or [None] * len(structures)
+        progress = tqdm(structures, disable=not self.verbose, desc="space groups")
+        for i, structure in enumerate(progress):
+            if numbers[i] is None:
+                numbers[i] = space_group_number(structure)
+                if self.cache:
+                    SPACE_GROUP_CACHE[keys[i]] = numbers[i]
+        return np.asarray(numbers, dtype=np.int16)
 
     def _build(self, structures, indices, cutoff, max_neighbors) -> list[GraphParts]:
         n_jobs = 1 if self.n_jobs is None else self.n_jobs
