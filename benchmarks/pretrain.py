@@ -65,7 +65,8 @@ def main() -> None:
     df = load_mp_formation_energy(n_jobs=args.jobs, limit=args.limit)
     t0 = time.perf_counter()
     symmetry = args.model == "crysgnn"
-    graphs = CrystalGraphTransformer(symmetry=symmetry).transform(df.structure)
+    builder = CrystalGraphTransformer(symmetry=symmetry, n_jobs=args.jobs if symmetry else None)
+    graphs = builder.transform(df.structure)
     graph_time = time.perf_counter() - t0
     order = np.random.default_rng(0).permutation(len(df))
     n_valid = len(df) // 20
@@ -98,6 +99,11 @@ def main() -> None:
         "s/epoch": round(fit_time / epochs_run, 1),
         "peak memory": peak,
     }
+    coverage = ""
+    if symmetry:
+        coverage = (
+            f" Space group found for {model.symmetry_coverage_:.2%} of the training crystals."
+        )
     extra = ""
     if hasattr(model, "loss_components"):
         parts = model.loss_components(valid)
@@ -112,7 +118,7 @@ def main() -> None:
         f"`python benchmarks/pretrain.py --model {args.model} --epochs {args.epochs} "
         f"--batch-size {args.batch_size} --device {args.device}` on {machine(args.device)}."
         f"\n\n{markdown_table([row])}\n\nAdam lr {args.lr}, seed 0; graphs built in "
-        f"{graph_time:.0f} s (not counted above).{extra}",
+        f"{graph_time:.0f} s (not counted above).{coverage}{extra}",
     )
     if args.save:
         save_model(

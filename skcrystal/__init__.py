@@ -7,15 +7,23 @@ from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
 __all__ = [
     "CGCNNRegressor",
     "CrysAEPretrainer",
+    "CrysGNNPretrainer",
     "CrysXPPRegressor",
     "CrystalGraphTransformer",
     "CrystalGraphs",
+    "DistilledRegressor",
 ]
 __version__ = "0.1.0.dev0"
 
 # The estimators import torch and skorch; graph building needs neither, so the worker
 # processes of CrystalGraphTransformer(n_jobs=...) start without them.
-_ESTIMATORS = {"CGCNNRegressor", "CrysAEPretrainer", "CrysXPPRegressor"}
+_ESTIMATORS = {
+    "CGCNNRegressor",
+    "CrysAEPretrainer",
+    "CrysGNNPretrainer",
+    "CrysXPPRegressor",
+    "DistilledRegressor",
+}
 
 
 def __getattr__(name: str):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pooch
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 
@@ -75,7 +76,7 @@ def save_model(estimator: Any, path: str | os.PathLike, **card: Any) -> Path:
     tensors = {k: v.detach().cpu().contiguous() for k, v in estimator.module_.state_dict().items()}
     tensors[_TABLE_PREFIX + "values"] = torch.from_numpy(np.array(table.values, dtype=np.float32))
     tensors[_TABLE_PREFIX + "known"] = torch.from_numpy(table.known.astype(np.uint8))
-    params = {k: getattr(estimator, k) for k in estimator.module_param_names}
+    params = estimator.saved_params()
     description = {
         "estimator": type(estimator).__name__,
         "params": params,
@@ -149,3 +150,84 @@ def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> Any:
     estimator = classes[description["estimator"]](**description["params"], device=device)
     builder = CrystalGraphTransformer(cutoff, max_neighbors, atom_features=table)
     return estimator.restore(builder, tensors, **fitted)
+
+
+# --- the authors' CrysGNN teacher ---------------------------------------------------------
+#: Where the authors publish their 800K-crystal CrysGNN teacher (GitHub kdmsit/crysgnn).
+CRYSGNN_800K_URL = (
+    "https://github.com/kdmsit/crysgnn/raw/38c8dbfcd0547ec54f2e64ae213ac594bafb0b7a/"
+    "model/crysgnn_state_checkpoint_v1.pth.tar"
+)
+#: sha256 of that file. It could not be read where skcrystal was built (no network), so it
+#: is None: the first download records its hash beside it and every later use checks the
+#: file against that record. Set ``SKCRYSTAL_CRYSGNN_800K_SHA256`` to pin a known hash.
+CRYSGNN_800K_SHA256: str | None = None
+
+
+def crysgnn_800k(device: str = "cpu") -> Any:
+    """The authors' CrysGNN teacher (pretrained on 800K MP + OQMD crystals), ready to use.
+
+    Downloaded once from :data:`CRYSGNN_800K_URL` into ``<cache>/crysgnn/`` (see
+    :func:`skcrystal.datasets.get_cache_dir`), checked against its sha256, read without
+    running pickled code (:func:`skcrystal.checkpoints.read_foreign_checkpoint`),
+    converted into a :class:`~skcrystal.estimators.CrysGNNPretrainer` and saved as a
+    safetensors file, which later calls load directly.
+
+    Raises
+    ------
+    OSError
+        At once when the file is absent and cannot be downloaded (offline), saying what
+        to download and where to put it; or when the file does not match its checksum.
+    """
+    from skcrystal.datasets import get_cache_dir
+    from skcrystal.estimators.crysgnn import CrysGNNPretrainer
+
+    folder = get_cache_dir() / "crysgnn"
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint = folder / "crysgnn_state_checkpoint_v1.pth.tar"
+    converted = folder / "crysgnn-800k.safetensors"
+    record = folder / "crysgnn_state_checkpoint_v1.sha256"
+    if not checkpoint.is_file():
+        try:
+            pooch.retrieve(
+                CRYSGNN_800K_URL,
+                known_hash=_expected_800k_hash(record),
+                fname=checkpoint.name,
+                path=folder,
+                progressbar=False,
+            )
+        except Exception as err:
+            raise OSError(
+                f"the CrysGNN 800K teacher is not in {folder} and downloading it failed "
+                f"({type(err).__name__}: {err}). Download {CRYSGNN_800K_URL} and save it as "
+                f"{checkpoint}, then call again."
+            ) from None
+    actual = pooch.file_hash(str(checkpoint))
+    expected = _expected_800k_hash(record)
+    if expected is None:
+        record.write_text(actual + "\n")
+    elif actual != expected.removeprefix("sha256:"):
+        raise OSError(
+            f"{checkpoint} has sha256 {actual}, expected {expected}: delete it and download "
+            f"{CRYSGNN_800K_URL} again"
+        )
+    if converted.is_file():
+        return load_model(converted, device=device)
+    teacher = CrysGNNPretrainer.from_authors_checkpoint(checkpoint, device=device)
+    save_model(
+        teacher,
+        converted,
+        data="CrysGNN 800K teacher (Das et al., AAAI 2023)",
+        source=CRYSGNN_800K_URL,
+        sha256=actual,
+    )
+    return teacher
+
+
+def _expected_800k_hash(record: Path) -> str | None:
+    pinned = os.environ.get("SKCRYSTAL_CRYSGNN_800K_SHA256") or CRYSGNN_800K_SHA256
+    if pinned:
+        return f"sha256:{pinned.removeprefix('sha256:')}"
+    if record.is_file():
+        return f"sha256:{record.read_text().strip()}"
+    return None

@@ -122,6 +122,10 @@ class CrystalGraphNet(NeuralNet):
         """Keyword arguments for the module, from fitted data and estimator parameters."""
         raise NotImplementedError
 
+    def saved_params(self) -> dict[str, Any]:
+        """The parameters :func:`skcrystal.hub.save_model` stores to rebuild the network."""
+        return {name: getattr(self, name) for name in self.module_param_names}
+
     def scoring_callbacks(self) -> list:
         """Callbacks that record what early stopping watches; run before it."""
         return []
@@ -179,6 +183,10 @@ class CrystalGraphNet(NeuralNet):
         return self.module_(x.to(self.device), **fit_params)
 
     # --- inputs ------------------------------------------------------------------------------
+    def default_graph_builder(self) -> CrystalGraphTransformer:
+        """The graph builder used when ``graph_builder`` is None."""
+        return CrystalGraphTransformer()
+
     def _to_graphs(self, X: Any) -> CrystalGraphs:
         if isinstance(X, CrystalGraphs):
             return X
@@ -186,7 +194,7 @@ class CrystalGraphNet(NeuralNet):
             return CrystalGraphs.concatenate(X)  # scikit-learn's list indexing of CrystalGraphs
         builder = getattr(self, "graph_builder_", None)
         if builder is None:
-            builder = clone(self.graph_builder or CrystalGraphTransformer())
+            builder = clone(self.graph_builder or self.default_graph_builder())
         return builder.transform(X)
 
     def _check_settings(self, graphs: CrystalGraphs) -> None:
@@ -207,7 +215,7 @@ class CrystalGraphNet(NeuralNet):
                 f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
             )
         if self.graph_builder is not None or not hasattr(self, "graph_builder_"):
-            self.graph_builder_ = clone(self.graph_builder or CrystalGraphTransformer())
+            self.graph_builder_ = clone(self.graph_builder or self.default_graph_builder())
         graphs = self._to_graphs(X)
         if not (self.warm_start and self.initialized_):
             self.graph_settings_ = (graphs.cutoff, graphs.max_neighbors, graphs.atom_features.name)
@@ -319,7 +327,7 @@ class CrystalGraphRegressorBase(CrystalGraphNet, NeuralNetRegressor):
             X_val, y_val = validation_data
             graphs_val = self._to_graphs(X_val)
             valid = self._dataset(graphs_val, self._check_targets(y_val, len(graphs_val)))
-        return self._fit_datasets(self._dataset(graphs, y), valid, **fit_params)
+        return self._fit_datasets(self._training_dataset(graphs, y), valid, **fit_params)
 
     def fitted_state(self) -> dict[str, Any]:
         """What besides the weights makes this regressor fitted: the target scaling."""
@@ -351,6 +359,14 @@ class CrystalGraphRegressorBase(CrystalGraphNet, NeuralNetRegressor):
         self.n_targets_ = len(self.target_mean_)
         self.y_was_1d_ = y_was_1d
         return self._load_module_state(state_dict)
+
+    def _training_dataset(self, graphs: CrystalGraphs, y: np.ndarray) -> CrystalGraphDataset:
+        """The dataset that ``fit`` trains on (subclasses may attach more targets)."""
+        return self._dataset(graphs, y)
+
+    def regularization(self) -> torch.Tensor | float:
+        """A penalty added to the training loss (none here; CrysXPP's L1 on its mask)."""
+        return 0.0
 
     def _dataset(self, graphs: CrystalGraphs, y: np.ndarray | None) -> CrystalGraphDataset:
         return CrystalGraphDataset(graphs, y, self.target_mean_, self.target_scale_)

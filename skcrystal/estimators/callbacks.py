@@ -18,6 +18,8 @@ class ValidMAE(Callback):
 
     def on_batch_end(self, net, batch, training, y_pred=None, **kwargs) -> None:
         _, y_true = batch
+        if isinstance(y_true, (tuple, list)):  # targets plus extra training signals
+            y_true = y_true[0]
         if training or y_true is None or y_pred is None:
             return
         error = (y_pred.detach() - y_true.to(y_pred.device)).abs().cpu().numpy()

@@ -198,9 +198,13 @@ class CrysXPPRegressor(CGCNNRegressor):
     def get_loss(self, y_pred, y_true, X=None, training=False) -> torch.Tensor:
         """Standardised MSE, plus ``l1 * mean(|mask|)`` in training."""
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
-        if training and self.l1:
-            loss = loss + self.l1 * self.module_.mask.abs().mean()
+        if training:
+            loss = loss + self.regularization()
         return loss
+
+    def regularization(self) -> torch.Tensor | float:
+        """The L1 penalty on the feature selector, ``l1 * mean(|mask|)``."""
+        return self.l1 * self.module_.mask.abs().mean() if self.l1 else 0.0
 
     def fit(self, X: Any, y: Any = None, *, validation_data: tuple | None = None, **fit_params):
         """Fit on crystals ``X`` and targets ``y``, starting from the pretrained encoder.

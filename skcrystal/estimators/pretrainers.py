@@ -19,11 +19,6 @@ from skcrystal.nn.layers import GaussianExpansion
 
 __all__ = ["CrysAEPretrainer"]
 
-# Decoder heads of other versions of the authors' autoencoder (an edge-distance decoder in
-# early CrysXPP code, a space-group head in CrysGNN) that CrysAE does not have; their
-# weights are skipped when a checkpoint is loaded.
-_FOREIGN_HEADS = ("fc_edge.", "fc2.", "fc_sg.")
-
 
 class CrysAEPretrainer(CrystalGraphNet):
     """Pretrain the CrysAE crystal graph autoencoder of CrysXPP on unlabelled crystals.
@@ -127,6 +122,11 @@ class CrysAEPretrainer(CrystalGraphNet):
         self.n_conv = n_conv
         self.max_pairs = max_pairs
         self.gaussian_step = gaussian_step
+
+    # Decoder heads of other versions of the authors' autoencoder (an edge-distance decoder
+    # in early CrysXPP code, a space-group head in CrysGNN) that the module does not have;
+    # their weights are skipped when a checkpoint is loaded.
+    foreign_heads = ("fc_edge.", "fc2.", "fc_sg.")
 
     # --- module and loss ------------------------------------------------------------------
     def module_params(self) -> dict[str, Any]:
@@ -298,7 +298,7 @@ class CrysAEPretrainer(CrystalGraphNet):
         state = {
             key: value
             for key, value in read_foreign_checkpoint(path)["state_dict"].items()
-            if not key.startswith(_FOREIGN_HEADS)
+            if not key.startswith(cls.foreign_heads)
         }
         try:
             atom_fea_len, n_atom_features = state["embedding.weight"].shape

@@ -293,7 +293,8 @@ class CrystalGraphs:
             ``atom_features`` (n_atoms, n_features) float32; ``center`` and ``neighbor``
             (n_edges,) int64 row indices into ``atom_features``; ``distance`` (n_edges,)
             float32; ``crystal_index`` (n_atoms,) int64, the position in ``indices`` that
-            each atom belongs to; ``n_atoms`` (len(indices),) int64.
+            each atom belongs to; ``n_atoms`` (len(indices),) int64; ``space_group``
+            (len(indices),) int64, 0 where unknown.
         """
         indices = np.asarray(indices, dtype=np.int64)
         n_atoms = self.n_atoms[indices]
@@ -308,4 +309,5 @@ class CrystalGraphs:
             "distance": self.distance[edges],
             "crystal_index": np.repeat(np.arange(len(indices)), n_atoms),
             "n_atoms": n_atoms.astype(np.int64),
+            "space_group": self.space_group[indices].astype(np.int64),
         }

@@ -22,8 +22,8 @@ CRYSTAL_SYSTEMS = (
     "hexagonal",
     "cubic",
 )
-# The last space group number of each crystal system (International Tables).
-_LAST_OF_SYSTEM = np.array([2, 15, 74, 142, 167, 194, 230])
+#: The last space group number of each crystal system (International Tables).
+LAST_SPACE_GROUP_OF_SYSTEM = np.array([2, 15, 74, 142, 167, 194, 230])
 
 #: Distance tolerance (Å) of the symmetry search; the Materials Project uses 0.1 too.
 SYMPREC = 0.1
@@ -59,5 +59,5 @@ def crystal_system(space_group: np.ndarray | int) -> np.ndarray:
     [0, 1, 2, 3, 4, 5, 6, -1]
     """
     numbers = np.asarray(space_group, dtype=np.int64)
-    systems = np.searchsorted(_LAST_OF_SYSTEM, numbers, side="left")
+    systems = np.searchsorted(LAST_SPACE_GROUP_OF_SYSTEM, numbers, side="left")
     return np.where(numbers > 0, systems, -1)

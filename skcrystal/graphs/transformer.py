@@ -25,6 +25,10 @@ def _build_chunk(items: list[tuple[int, Any]], cutoff: float, max_neighbors: int
     return [crystal_graph(s, i, cutoff, max_neighbors) for i, s in items]
 
 
+def _space_group_chunk(items: list[tuple[int, Any]]) -> list[int]:
+    return [space_group_number(s) for _, s in items]
+
+
 class CrystalGraphTransformer(TransformerMixin, BaseEstimator):
     """Build crystal graphs: every atom linked to its nearest neighbours within a cutoff.
 
@@ -151,28 +155,31 @@ atom_features='cgcnn')
     def _space_groups(self, structures: list) -> np.ndarray:
         keys = [structure_key(s, 0.0, 0) for s in structures] if self.cache else []
         numbers = [SPACE_GROUP_CACHE.get(k) for k in keys] or [None] * len(structures)
-        progress = tqdm(structures, disable=not self.verbose, desc="space groups")
-        for i, structure in enumerate(progress):
-            if numbers[i] is None:
-                numbers[i] = space_group_number(structure)
-                if self.cache:
-                    SPACE_GROUP_CACHE[keys[i]] = numbers[i]
+        missing = [i for i, n in enumerate(numbers) if n is None]
+        found = self._in_chunks(_space_group_chunk, structures, missing, "space groups")
+        for i, number in zip(missing, found, strict=True):
+            numbers[i] = number
+            if self.cache:
+                SPACE_GROUP_CACHE[keys[i]] = number
         return np.asarray(numbers, dtype=np.int16)
 
-    def _build(self, structures, indices, cutoff, max_neighbors) -> list[GraphParts]:
+    def _in_chunks(self, work, structures, indices, desc: str, *args) -> list:
+        """``work(items, *args)`` over ``(i, structures[i])`` for ``indices``, in joblib chunks."""
         n_jobs = 1 if self.n_jobs is None else self.n_jobs
         if n_jobs == 1 or len(indices) < 64:
-            progress = tqdm(indices, disable=not self.verbose, desc="crystal graphs")
-            return [crystal_graph(structures[i], i, cutoff, max_neighbors) for i in progress]
+            progress = tqdm(indices, disable=not self.verbose, desc=desc)
+            return work([(i, structures[i]) for i in progress], *args)
         n_chunks = 8 * Parallel(n_jobs=n_jobs)._effective_n_jobs()
         chunks = [c.tolist() for c in np.array_split(np.asarray(indices), n_chunks) if len(c)]
-        jobs = (
-            delayed(_build_chunk)([(i, structures[i]) for i in chunk], cutoff, max_neighbors)
-            for chunk in chunks
-        )
+        jobs = (delayed(work)([(i, structures[i]) for i in chunk], *args) for chunk in chunks)
         results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
-        progress = tqdm(results, total=len(chunks), disable=not self.verbose, desc="chunks")
+        progress = tqdm(results, total=len(chunks), disable=not self.verbose, desc=desc)
         return [p for chunk in progress for p in chunk]
+
+    def _build(self, structures, indices, cutoff, max_neighbors) -> list[GraphParts]:
+        return self._in_chunks(
+            _build_chunk, structures, indices, "crystal graphs", cutoff, max_neighbors
+        )
 
 
 def _check_elements(graphs: CrystalGraphs, structures: list) -> None:

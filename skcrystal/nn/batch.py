@@ -23,6 +23,8 @@ class CrystalBatch:
         Crystal (0 .. B-1) each atom belongs to.
     n_atoms : Tensor (B,) int64
         Number of atoms of each crystal.
+    space_group : Tensor (B,) int64 or None
+        Space group number of each crystal (0 where unknown); needed by CrysGNN only.
     """
 
     atom_features: torch.Tensor
@@ -31,10 +33,12 @@ class CrystalBatch:
     distance: torch.Tensor
     crystal_index: torch.Tensor
     n_atoms: torch.Tensor
+    space_group: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.n_atoms)
 
     def to(self, device: str | torch.device) -> CrystalBatch:
         """The same batch on ``device`` (how skorch moves inputs)."""
-        return CrystalBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return CrystalBatch(**{k: v if v is None else v.to(device) for k, v in moved.items()})

@@ -1,0 +1,111 @@
+"""Self-supervised CrysGNN pretraining: the teacher of :class:`DistilledRegressor`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from skcrystal.estimators.pretrainers import CrysAEPretrainer
+from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
+from skcrystal.nn.crysgnn import CrysGNN, CrysGNNLoss
+
+__all__ = ["CrysGNNPretrainer"]
+
+
+class CrysGNNPretrainer(CrysAEPretrainer):
+    """Pretrain CrysGNN (Das et al., AAAI 2023) on unlabelled crystals.
+
+    A five-convolution CGCNN encoder with L2-normalised node embeddings, trained without
+    property labels on four tasks (:class:`~skcrystal.nn.crysgnn.CrysGNNLoss`, 0.25 each
+    by default): reconstructing each atom pair's connectivity and each atom's input
+    features (node level), predicting the space group and pulling together the graph
+    embeddings of crystals of the same crystal system with a supervised NT-Xent loss
+    (graph level, temperature 0.07). The fitted pretrainer is the teacher of
+    :class:`~skcrystal.estimators.DistilledRegressor`; :meth:`transform` gives graph
+    embeddings and :meth:`node_embeddings` the per-atom ones.
+
+    Space groups come from spglib through pymatgen
+    (``CrystalGraphTransformer(symmetry=True)``, the default graph builder here), found
+    once per structure and cached with its graph. A crystal whose symmetry cannot be
+    determined (space group 0) still trains the node-level tasks and is left out of the
+    graph-level ones; ``symmetry_coverage_`` records the fraction with a known group.
+
+    Parameters as :class:`~skcrystal.estimators.CrysAEPretrainer` (skorch parameters
+    included), with ``n_conv=5``. Loss weights and temperature are set through
+    ``criterion__connectivity_weight``, ``criterion__feature_weight``,
+    ``criterion__contrastive_weight``, ``criterion__space_group_weight`` and
+    ``criterion__temperature``.
+
+    Attributes
+    ----------
+    module_ : CrysGNN
+    symmetry_coverage_ : float
+        Fraction of the training crystals whose space group was determined.
+    history_, graph_builder_, graph_settings_, n_atom_features_
+        As :class:`~skcrystal.estimators.CrysAEPretrainer`.
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> crystals = [Structure(Lattice.cubic(a), ["Cs", "Cl"], [[0, 0, 0], [0.5] * 3])
+    ...             for a in (3.9, 4.0, 4.1)]
+    >>> crystals.append(Structure(Lattice.tetragonal(4.0, 5.0), ["Cs", "Cl"],
+    ...                           [[0, 0, 0], [0.5] * 3]))
+    >>> teacher = CrysGNNPretrainer(max_epochs=2, early_stopping=False, random_state=0)
+    >>> teacher.fit(crystals).transform(crystals).shape
+    (4, 64)
+    >>> sorted(teacher.loss_components(crystals))
+    ['connectivity', 'contrastive', 'features', 'space_group']
+    """
+
+    foreign_heads = ("fc_edge.", "fc2.")
+
+    def __init__(
+        self,
+        module: type[torch.nn.Module] = CrysGNN,
+        *,
+        criterion: type[torch.nn.Module] = CrysGNNLoss,
+        n_conv: int = 5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(module, criterion=criterion, n_conv=n_conv, **kwargs)
+
+    def default_graph_builder(self) -> CrystalGraphTransformer:
+        """``CrystalGraphTransformer(symmetry=True)``: the graph-level tasks need space groups."""
+        return CrystalGraphTransformer(symmetry=True)
+
+    def _training_graphs(self, X: Any) -> CrystalGraphs:
+        graphs = super()._training_graphs(X)
+        if not graphs.symmetry:
+            raise ValueError(
+                "CrysGNN pretraining needs the space group of each crystal: build the graphs "
+                "with CrystalGraphTransformer(symmetry=True), or pass structures"
+            )
+        self.symmetry_coverage_ = float((graphs.space_group > 0).mean())
+        return graphs
+
+    def node_embeddings(self, X: Any) -> np.ndarray:
+        """L2-normalised node embeddings of every atom of ``X``, in order.
+
+        Returns
+        -------
+        ndarray of shape (total number of atoms, atom_fea_len), float32
+            Rows ``graphs.node_ptr[i]:graphs.node_ptr[i + 1]`` belong to crystal ``i``.
+        """
+        with torch.no_grad():
+            parts = [self.module_.node_embeddings(b).cpu().numpy() for b in self._batches(X)]
+        return np.concatenate(parts)
+
+    def loss_components(self, X: Any) -> dict[str, float]:
+        """The four pretraining losses on ``X`` (eval mode), each a mean over crystals."""
+        totals: dict[str, float] = {}
+        count = 0
+        with torch.no_grad():
+            for batch in self._batches(X):
+                parts = self.criterion_.components(self.infer(batch))
+                for name, value in parts.items():
+                    totals[name] = totals.get(name, 0.0) + float(value) * len(batch)
+                count += len(batch)
+        return {name: total / count for name, total in totals.items()}

@@ -1,0 +1,291 @@
+"""Knowledge distillation from a pretrained CrysGNN teacher into any property predictor."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from skorch.callbacks import PassthroughScoring
+from skorch.utils import to_tensor
+from torch import nn
+from torch.nn import functional as F
+
+from skcrystal.estimators.base import CrystalGraphRegressorBase
+from skcrystal.estimators.crysgnn import CrysGNNPretrainer
+from skcrystal.estimators.crysxpp import CrysXPPRegressor
+from skcrystal.estimators.data import CrystalGraphDataset
+from skcrystal.estimators.regressors import CGCNNRegressor
+from skcrystal.graphs import CrystalGraphs
+from skcrystal.graphs.container import _ranges
+from skcrystal.nn.batch import CrystalBatch
+from skcrystal.nn.layers import mean_pool
+
+__all__ = ["DEFAULT_TEACHER", "STUDENTS", "DistilledRegressor", "register_student"]
+
+#: The teacher used when ``teacher=None``: pretrained by the project, bundled.
+DEFAULT_TEACHER = "crysgnn-mp"
+
+#: Student architectures by name: regressor classes whose module has ``encode(batch)``
+#: (node vectors) and ``head(pooled)`` (predictions), like CGCNN.
+STUDENTS: dict[str, type[CrystalGraphRegressorBase]] = {
+    "cgcnn": CGCNNRegressor,
+    "crysxpp": CrysXPPRegressor,
+}
+
+
+def register_student(name: str, regressor: type[CrystalGraphRegressorBase]) -> None:
+    """Make ``DistilledRegressor(student=name)`` train a ``regressor``'s network.
+
+    ``regressor`` is a :class:`~skcrystal.estimators.base.CrystalGraphRegressorBase`
+    subclass whose ``initialize_module`` builds a module with ``encode(batch)`` -> node
+    vectors (N, width) and ``head(pooled)`` -> predictions, and whose ``embedding``
+    layer gives the width (``embedding.out_features``). Its ``regularization()`` is added
+    to the training loss. The distillation code does not change.
+    """
+    if not (isinstance(regressor, type) and issubclass(regressor, CrystalGraphRegressorBase)):
+        raise TypeError(f"{regressor!r} is not a CrystalGraphRegressorBase subclass")
+    STUDENTS[name] = regressor
+
+
+class DistillationModule(nn.Module):
+    """A student network plus the projection of its node vectors onto the teacher's width.
+
+    In training mode ``forward`` returns ``(predictions, node embeddings)``, the latter
+    projected (identity when the widths match) and L2-normalised; in eval mode only the
+    predictions.
+    """
+
+    def __init__(self, student: nn.Module, teacher_width: int) -> None:
+        super().__init__()
+        self.student = student
+        width = student.embedding.out_features
+        self.projection = (
+            nn.Identity() if width == teacher_width else nn.Linear(width, teacher_width)
+        )
+
+    def forward(self, batch: CrystalBatch):
+        nodes = self.student.encode(batch)
+        predictions = self.student.head(mean_pool(nodes, batch.crystal_index, batch.n_atoms))
+        if not self.training:
+            return predictions
+        return predictions, F.normalize(self.projection(nodes), dim=1)
+
+
+class DistillationDataset(CrystalGraphDataset):
+    """Training crystals with their targets and the teacher's node embeddings."""
+
+    def __init__(self, graphs: CrystalGraphs, y, target_mean, target_scale, teacher_nodes):
+        super().__init__(graphs, y, target_mean, target_scale)
+        self.teacher_nodes = teacher_nodes
+
+    def collate(self, indices: list[int]):
+        inputs, targets = super().collate(indices)
+        index = np.asarray(indices, dtype=np.int64)
+        nodes = _ranges(self.graphs.node_ptr[index], self.graphs.n_atoms[index])
+        return inputs, (targets, torch.from_numpy(self.teacher_nodes[nodes]))
+
+
+class DistilledRegressor(CrystalGraphRegressorBase):
+    """A property predictor trained with knowledge distilled from a pretrained CrysGNN.
+
+    CrysGNN (Das et al., AAAI 2023): a teacher pretrained without labels on many crystals
+    (:class:`~skcrystal.estimators.CrysGNNPretrainer`) guides the training of a student
+    of any architecture on a small labelled set. The training loss is
+    ``(1 - alpha) * MSE(standardised targets) + alpha * MSE(student, teacher node
+    embeddings)``, both node embeddings L2-normalised, the student's first projected onto
+    the teacher's width by a learned linear map when the widths differ. The teacher is
+    frozen and in eval mode; its node embeddings are computed once per ``fit``.
+    Predictions need the student only.
+
+    Target scaling, validation split, early stopping on ``valid_mae``, ``warm_start`` and
+    ``partial_fit`` are those of :class:`~skcrystal.estimators.CGCNNRegressor`.
+
+    Parameters
+    ----------
+    teacher : CrysGNNPretrainer, str, path or None, default=None
+        A fitted pretrainer; a bundled name or ``.safetensors`` file of one (see
+        :mod:`skcrystal.hub`); ``"crysgnn-800k"``, the authors' teacher pretrained on 800K
+        crystals (downloaded once, see :func:`skcrystal.hub.crysgnn_800k`); or the path of
+        such a ``.pth.tar`` checkpoint. None means :data:`DEFAULT_TEACHER`, the project's
+        teacher bundled with the package (offline). Shared, not copied, by
+        :func:`sklearn.base.clone`.
+    student : str, default="cgcnn"
+        A name in :data:`STUDENTS` ("cgcnn", "crysxpp", or one added with
+        :func:`register_student`).
+    student_params : dict, optional
+        Parameters of the student regressor (e.g. ``{"n_conv": 4}``; a "crysxpp"
+        student needs ``{"encoder": ...}``). Training parameters (lr, epochs, ...) are
+        this estimator's own.
+    alpha : float, default=0.5
+        Weight of the embedding loss, in [0, 1).
+    graph_builder, early_stopping, validation_fraction, n_iter_no_change, random_state,
+    lr, max_epochs, batch_size, device, **kwargs
+        As :class:`~skcrystal.estimators.CGCNNRegressor`. The graphs must be built like
+        the teacher's (cutoff, neighbours, atom features).
+
+    Attributes
+    ----------
+    module_ : DistillationModule
+        ``module_.student`` is the student network.
+    student_ : CrystalGraphRegressorBase
+        The student regressor whose network is trained (for its ``feature_importances_``
+        with a CrysXPP student, say).
+    teacher_ : fitted pretrainer
+    teacher_width_ : int
+    teacher_time_ : float
+        Seconds spent computing the teacher's embeddings in the last ``fit``.
+    history_
+        Also records ``embedding_loss``, the mean training embedding loss per epoch.
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> crystals = [Structure(Lattice.cubic(a), ["Cs", "Cl"], [[0, 0, 0], [0.5] * 3])
+    ...             for a in (3.9, 4.0, 4.1, 4.2, 4.3, 4.4)]
+    >>> reg = DistilledRegressor(student="cgcnn", alpha=0.5, max_epochs=2,
+    ...                          early_stopping=False, random_state=0)
+    >>> reg.fit(crystals, [3.9, 4.0, 4.1, 4.2, 4.3, 4.4]).predict(crystals[:2]).shape
+    (2,)
+    >>> reg.teacher_width_, len(reg.history_[:, "embedding_loss"])
+    (64, 2)
+    """
+
+    def __init__(
+        self,
+        module: type[nn.Module] = DistillationModule,
+        *,
+        teacher: Any = None,
+        student: str = "cgcnn",
+        student_params: dict | None = None,
+        alpha: float = 0.5,
+        lr: float = 3e-3,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(module, lr=lr, **kwargs)
+        self.teacher = teacher
+        self.student = student
+        self.student_params = student_params
+        self.alpha = alpha
+
+    module_param_names = ("student", "student_params", "alpha")
+
+    # --- scikit-learn plumbing ------------------------------------------------------------
+    def __sklearn_clone__(self) -> DistilledRegressor:
+        """Clone the parameters, sharing the fitted teacher and a student's encoder."""
+        from sklearn.base import clone
+
+        params = self.get_params(deep=False)
+        shared = {"teacher": params.pop("teacher")}
+        student_params = params.pop("student_params")
+        cloned = {k: clone(v, safe=False) for k, v in params.items()}
+        twin = type(self)(
+            **shared, student_params=student_params and dict(student_params), **cloned
+        )
+        if hasattr(self, "_metadata_request"):
+            twin._metadata_request = clone(self._metadata_request)
+        return twin
+
+    def scoring_callbacks(self) -> list:
+        embedding = PassthroughScoring(name="embedding_loss", on_train=True)
+        return [*super().scoring_callbacks(), ("embedding_loss", embedding)]
+
+    def saved_params(self) -> dict[str, Any]:
+        """Parameters to rebuild the network; a student's encoder is not needed for that."""
+        student_params = dict(self.student_params or {})
+        student_params.pop("encoder", None)
+        return {"student": self.student, "student_params": student_params, "alpha": self.alpha}
+
+    def fitted_state(self) -> dict[str, Any]:
+        return {**super().fitted_state(), "teacher_width": int(self.teacher_width_)}
+
+    def restore(self, graph_builder, state_dict, *, teacher_width: int, **fitted):
+        """Make this estimator fitted from saved weights (see :mod:`skcrystal.hub`)."""
+        self.teacher_width_ = teacher_width
+        return super().restore(graph_builder, state_dict, **fitted)
+
+    # --- teacher and student --------------------------------------------------------------
+    def _resolve_teacher(self):
+        from skcrystal.hub import available_models, crysgnn_800k, load_model
+
+        teacher = DEFAULT_TEACHER if self.teacher is None else self.teacher
+        if isinstance(teacher, (str, os.PathLike)):
+            name = str(teacher)
+            if name == "crysgnn-800k":
+                return crysgnn_800k()
+            if name.endswith(".safetensors") or name in available_models():
+                return load_model(name)
+            if Path(name).is_file():
+                return CrysGNNPretrainer.from_authors_checkpoint(name)
+            raise ValueError(
+                f"teacher {name!r} is not a bundled model ({', '.join(available_models())}), "
+                "'crysgnn-800k', a .safetensors file or a CrysGNN checkpoint file"
+            )
+        if not hasattr(teacher, "node_embeddings"):
+            raise ValueError(
+                "teacher must be a fitted CrysGNNPretrainer (or a name or path of one), "
+                f"got {type(teacher).__name__}"
+            )
+        if not hasattr(teacher, "module_"):
+            raise ValueError("the teacher is not fitted: fit the CrysGNNPretrainer first")
+        return teacher
+
+    def _student_regressor(self) -> CrystalGraphRegressorBase:
+        if self.student not in STUDENTS:
+            raise ValueError(
+                f"unknown student {self.student!r}; known: {', '.join(sorted(STUDENTS))} "
+                "(add one with skcrystal.estimators.distill.register_student)"
+            )
+        if not 0 <= self.alpha < 1:
+            raise ValueError(f"alpha must be in [0, 1), got {self.alpha!r}")
+        student = STUDENTS[self.student](**(self.student_params or {}), device=self.device)
+        fitted = ("n_atom_features_", "n_targets_", "graph_settings_", "graph_builder_")
+        for name in (*fitted, "target_mean_", "target_scale_", "y_was_1d_"):
+            setattr(student, name, getattr(self, name))
+        return student
+
+    def initialize_module(self):
+        """Build the student's network (with its own initialisation) and the projection."""
+        student = self._student_regressor()
+        student._initialize_module()  # skorch lets a net set module_ only in this context
+        self.student_ = student
+        self.module_ = DistillationModule(student.module_, self.teacher_width_).to(self.device)
+        return self
+
+    # --- training -------------------------------------------------------------------------
+    def _training_dataset(self, graphs: CrystalGraphs, y: np.ndarray) -> CrystalGraphDataset:
+        """Targets plus the teacher's node embeddings, computed once, in eval mode."""
+        self.teacher_ = self._resolve_teacher()
+        try:
+            self.teacher_._check_settings(graphs)
+        except ValueError as err:
+            raise ValueError(f"the teacher does not fit these graphs: {err}") from None
+        start = time.perf_counter()
+        teacher_nodes = self.teacher_.node_embeddings(graphs)
+        self.teacher_time_ = time.perf_counter() - start
+        if not (self.warm_start and self.initialized_):
+            self.teacher_width_ = teacher_nodes.shape[1]
+        elif teacher_nodes.shape[1] != self.teacher_width_:
+            raise ValueError("the teacher's width changed since the network was initialised")
+        return DistillationDataset(graphs, y, self.target_mean_, self.target_scale_, teacher_nodes)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False) -> torch.Tensor:
+        """``(1 - alpha) * property MSE + alpha * embedding MSE`` (+ the student's penalty)."""
+        teacher_nodes = None
+        if isinstance(y_true, (tuple, list)):
+            y_true, teacher_nodes = y_true
+        student_nodes = None
+        if isinstance(y_pred, tuple):
+            y_pred, student_nodes = y_pred
+        loss = self.criterion_(y_pred, to_tensor(y_true, device=self.device))
+        if not training:
+            return loss
+        if student_nodes is not None and teacher_nodes is not None:
+            target = to_tensor(teacher_nodes, device=self.device)
+            embedding = F.mse_loss(student_nodes, target)
+            self.history.record_batch("embedding_loss", float(embedding.detach()))
+            loss = (1 - self.alpha) * loss + self.alpha * embedding
+        return loss + self.student_.regularization()
