@@ -126,7 +126,7 @@ def fine_tune(
     keys = ("max_epochs", "lr", "early_stopping", "callbacks", "random_state")
     saved = {key: getattr(model, key) for key in keys}
     freeze = FreezeEncoder() if freeze_encoder else None
-    callbacks = [("freeze_encoder", freeze)] if freeze else []
+    callbacks = [] if freeze is None else [("freeze_encoder", freeze)]
     model.set_params(
         max_epochs=max_epochs,
         lr=lr,
