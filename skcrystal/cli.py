@@ -5,6 +5,13 @@ Examples
 ``skcrystal demo``                  predict bundled example crystals, write a plot
 ``skcrystal predict MODEL a.cif b.vasp [--csv out.csv]``
 ``skcrystal models``                list the bundled models
+``skcrystal fit --data DIR_OR_CSV --model cgcnn|crysxpp|distilled --out model.safetensors``
+``skcrystal pretrain --data DIR_OR_CSV --model crysae|crysgnn --out encoder.safetensors``
+``skcrystal explain MODEL``          importance of each element property (CrysXPP models)
+
+``--data`` is a folder (or .tar.gz/.tar.xz archive) in the CGCNN layout (``id_prop.csv``
+plus one CIF per crystal), or a CSV file whose first column holds CIF/POSCAR paths
+(relative to the CSV) and whose ``--target`` column (default: the second) the values.
 """
 
 from __future__ import annotations
@@ -69,6 +76,11 @@ def _predict(args: argparse.Namespace) -> None:
     from skcrystal.hub import load_model
 
     model = load_model(args.model)
+    if not hasattr(model, "target_mean_"):  # pretrainers have no property head
+        raise ValueError(
+            f"{args.model} is a {type(model).__name__}, a pretrained encoder without a "
+            "property head; predict with a regressor (see `skcrystal models`)"
+        )
     predictions = model.predict([str(f) for f in args.files])
     frame = pd.DataFrame(
         predictions.reshape(len(args.files), -1),
@@ -86,8 +98,92 @@ def _models(args: argparse.Namespace) -> None:
     from skcrystal.hub import available_models, model_card
 
     for name in available_models():
-        card = model_card(name)["card"]
-        print(f"{name}: {card.get('data', '')}; test MAE {card.get('test_mae', float('nan')):.4f}")
+        description = model_card(name)
+        card = description["card"]
+        quality = f"; test MAE {card['test_mae']:.4f}" if "test_mae" in card else ""
+        print(f"{name} ({description['estimator']}): {card.get('data', '')}{quality}")
+
+
+def _load_data(path: Path, target: str | None) -> tuple[list, pd.Series | None]:
+    """Structures and targets from a CGCNN folder/archive or a CSV of file paths."""
+    from skcrystal.datasets import load_cgcnn_folder
+
+    if not path.exists():
+        raise ValueError(f"--data {path}: no such file or folder")
+    if path.suffix.lower() != ".csv":
+        frame = load_cgcnn_folder(path, progress=True)
+        columns = [c for c in frame.columns if c != "structure"]
+        column = target or columns[0]
+        if column not in frame:
+            raise ValueError(f"--target {column!r}: the data has {', '.join(columns)}")
+        return frame.structure.tolist(), frame[column]
+    table = pd.read_csv(path)
+    if table.shape[1] < 2 and target is None:
+        return [str(path.parent / f) for f in table.iloc[:, 0]], None
+    column = target or table.columns[1]
+    if column not in table:
+        raise ValueError(f"--target {column!r}: {path} has {', '.join(map(str, table.columns))}")
+    files = [str(path.parent / f) for f in table.iloc[:, 0]]
+    return files, table[column]
+
+
+def _fit(args: argparse.Namespace) -> None:
+    from skcrystal import CGCNNRegressor, CrysXPPRegressor, DistilledRegressor
+    from skcrystal.hub import save_model
+
+    X, y = _load_data(args.data, args.target)
+    if y is None:
+        raise ValueError(f"--data {args.data}: no target column to fit")
+    common = dict(max_epochs=args.epochs, random_state=0, verbose=1, device=args.device)
+    if args.model == "cgcnn":
+        model = CGCNNRegressor(**common)
+    elif args.model == "crysxpp":
+        model = CrysXPPRegressor(encoder=args.encoder, l1=args.l1, **common)
+    else:
+        model = DistilledRegressor(teacher=args.teacher, **common)
+    model.fit(X, y.to_numpy())
+    best = float(min(model.history_[:, "valid_mae"]))
+    save_model(
+        model,
+        args.out,
+        data=str(args.data),
+        target=str(y.name),
+        valid_mae=best,
+        command="skcrystal " + " ".join(sys.argv[1:]),
+    )
+    print(f"Validation MAE {best:.4g} (10 % of the crystals, best epoch); wrote {args.out}")
+
+
+def _pretrain(args: argparse.Namespace) -> None:
+    from skcrystal import CrysAEPretrainer, CrysGNNPretrainer
+    from skcrystal.hub import save_model
+
+    X, _ = _load_data(args.data, None)
+    cls = CrysAEPretrainer if args.model == "crysae" else CrysGNNPretrainer
+    model = cls(max_epochs=args.epochs, random_state=0, verbose=1, device=args.device).fit(X)
+    best = float(min(model.history_[:, "valid_loss"]))
+    save_model(
+        model, args.out, data=str(args.data), held_out_loss=best,
+        command="skcrystal " + " ".join(sys.argv[1:]),
+    )  # fmt: skip
+    print(f"Held-out reconstruction loss {best:.4g}; wrote {args.out}")
+
+
+def _explain(args: argparse.Namespace) -> None:
+    from skcrystal.hub import load_model
+
+    model = load_model(args.model)
+    if not hasattr(model, "explain"):
+        raise ValueError(
+            f"{args.model} is a {type(model).__name__}, which has no feature selector; "
+            "explanations come from CrysXPPRegressor models"
+        )
+    table = model.explain()
+    if args.csv:
+        table.to_csv(args.csv)
+        print(f"Wrote {args.csv}")
+    else:
+        print(table.to_string())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +199,31 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(run=_predict)
     models = commands.add_parser("models", help="list the bundled models")
     models.set_defaults(run=_models)
+
+    fit = commands.add_parser("fit", help="train a property model and save it")
+    fit.add_argument("--data", type=Path, required=True, help="CGCNN folder/archive or CSV")
+    fit.add_argument("--target", help="target column (default: the first)")
+    fit.add_argument("--model", choices=["cgcnn", "crysxpp", "distilled"], default="cgcnn")
+    fit.add_argument("--encoder", default="crysae-mp", help="CrysAE for crysxpp")
+    fit.add_argument("--l1", type=float, default=0.01, help="crysxpp mask penalty")
+    fit.add_argument("--teacher", help="CrysGNN teacher for distilled (default: bundled)")
+    fit.add_argument("--epochs", type=int, default=100)
+    fit.add_argument("--device", default="cpu")
+    fit.add_argument("--out", type=Path, required=True, help=".safetensors file to write")
+    fit.set_defaults(run=_fit)
+
+    pretrain = commands.add_parser("pretrain", help="pretrain an encoder without labels")
+    pretrain.add_argument("--data", type=Path, required=True, help="CGCNN folder or CSV")
+    pretrain.add_argument("--model", choices=["crysae", "crysgnn"], default="crysgnn")
+    pretrain.add_argument("--epochs", type=int, default=20)
+    pretrain.add_argument("--device", default="cpu")
+    pretrain.add_argument("--out", type=Path, required=True, help=".safetensors file")
+    pretrain.set_defaults(run=_pretrain)
+
+    explain = commands.add_parser("explain", help="importance of each element property")
+    explain.add_argument("model", help="CrysXPP model: bundled name or .safetensors path")
+    explain.add_argument("--csv", type=Path, help="write the table to this CSV file")
+    explain.set_defaults(run=_explain)
     return parser
 
 
@@ -111,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, OSError, ImportError) as err:
+    except (ValueError, TypeError, OSError, ImportError) as err:
         print(f"skcrystal {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0

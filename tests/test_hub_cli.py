@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from skcrystal import CGCNNRegressor, CrystalGraphTransformer
+from skcrystal import CGCNNRegressor, CrysAEPretrainer, CrystalGraphTransformer
 from skcrystal.cli import main
 from skcrystal.hub import available_models, load_model, model_card, save_model
 
@@ -81,3 +81,46 @@ def test_cli_demo_runs_offline(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "LiFePO4" in printed and "≈0 (element)" in printed
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def _csv_dataset(folder, mp_subset, n=40):
+    rows = []
+    for i, (structure, value) in enumerate(
+        zip(mp_subset.structure[:n], mp_subset.e_form[:n], strict=True)
+    ):
+        structure.to(filename=str(folder / f"c{i}.cif"))
+        rows.append(f"c{i}.cif,{value}")
+    data = folder / "data.csv"
+    data.write_text("file,e_form\n" + "\n".join(rows) + "\n")
+    return data
+
+
+def test_cli_fit_pretrain_explain_round_trip(tmp_path, mp_subset, capsys):
+    data = _csv_dataset(tmp_path, mp_subset)
+    encoder = tmp_path / "ae.safetensors"
+    assert main(["pretrain", "--data", str(data), "--model", "crysae", "--epochs", "2",
+                 "--out", str(encoder)]) == 0  # fmt: skip
+    assert isinstance(load_model(encoder), CrysAEPretrainer)
+    model = tmp_path / "xpp.safetensors"
+    assert main(["fit", "--data", str(data), "--model", "crysxpp", "--encoder", str(encoder),
+                 "--epochs", "3", "--out", str(model)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "Validation MAE" in out and model.is_file()
+    assert model_card(model)["card"]["target"] == "e_form"
+    assert main(["explain", str(model)]) == 0
+    assert "electronegativity" in capsys.readouterr().out
+    assert main(["predict", str(model), str(tmp_path / "c0.cif")]) == 0
+
+
+def test_cli_refuses_what_cannot_work_in_one_line(tmp_path, mp_subset, capsys):
+    data = _csv_dataset(tmp_path, mp_subset, n=5)
+    cases = [
+        (["explain", "cgcnn-mp-formation-energy"], "no feature selector"),
+        (["predict", "crysae-mp", str(tmp_path / "c0.cif")], "pretrained encoder"),
+        (["fit", "--data", str(data), "--target", "gap", "--out", "x.safetensors"], "'gap'"),
+        (["fit", "--data", str(tmp_path / "none.csv"), "--out", "x.safetensors"], "no such"),
+    ]
+    for argv, reason in cases:
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip()
+        assert reason in err and "\n" not in err, err

@@ -206,6 +206,15 @@ class CrysAEPretrainer(CrystalGraphNet):
             parts = [self.module_.embed(batch).cpu().numpy() for batch in self._batches(X)]
         return np.concatenate(parts)
 
+    def predict(self, X: Any):
+        """Refused: a pretrainer has no property head (use :meth:`transform`)."""
+        raise TypeError(
+            f"{type(self).__name__} predicts no property: use transform(X) for embeddings, "
+            "or a regressor that starts from this encoder"
+        )
+
+    predict_proba = predict
+
     def fit_transform(self, X: Any, y: Any = None, **fit_params) -> np.ndarray:
         """Pretrain on ``X``, then return its embeddings (see :meth:`transform`)."""
         return self.fit(X, y, **fit_params).transform(X)
