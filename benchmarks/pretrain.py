@@ -1,9 +1,10 @@
 """Self-supervised pretraining on the unlabelled MP structures: throughput, memory, losses.
 
-Pretrains on all 36,737 structures of the MP set (their targets are never read), with
-5 % of them (seed 0) held out to report the reconstruction loss on unseen crystals and
-to keep the best epoch. Prints and writes the section ``pretrain_<model>`` of
-docs/benchmarks.md, and with ``--save`` the fitted pretrainer as a safetensors file that
+Pretrains on the 36,737 structures of the MP set (their targets are never read), less
+the structures that repeat an earlier one (:func:`skcrystal.dedup.find_duplicates`,
+unless ``--keep-duplicates``), with 5 % of them (seed 0) held out to report the
+reconstruction loss on unseen crystals and to keep the best epoch. Prints and writes the
+section ``pretrain_<model>`` of docs/benchmarks.md, and with ``--save`` the fitted pretrainer as a safetensors file that
 ``CrysXPPRegressor(encoder=...)`` or ``DistilledRegressor(teacher=...)`` accept.
 
     python benchmarks/pretrain.py --model crysae --epochs 30 --save crysae-mp.safetensors
@@ -26,6 +27,7 @@ from report import machine, markdown_table, write_section
 
 from skcrystal import CrystalGraphTransformer
 from skcrystal.datasets import load_mp_formation_energy
+from skcrystal.dedup import find_duplicates
 from skcrystal.hub import save_model
 
 
@@ -59,10 +61,16 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="processes for parsing")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--save", help="write the fitted pretrainer to this .safetensors path")
+    parser.add_argument("--keep-duplicates", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     df = load_mp_formation_energy(n_jobs=args.jobs, limit=args.limit)
+    n_duplicates = 0
+    if not args.keep_duplicates:
+        duplicates = find_duplicates(df.structure.tolist())
+        n_duplicates = len(duplicates)
+        df = df.drop(index=df.index[duplicates])
     t0 = time.perf_counter()
     symmetry = args.model == "crysgnn"
     builder = CrystalGraphTransformer(symmetry=symmetry, n_jobs=args.jobs if symmetry else None)
@@ -118,14 +126,15 @@ def main() -> None:
         f"`python benchmarks/pretrain.py --model {args.model} --epochs {args.epochs} "
         f"--batch-size {args.batch_size} --device {args.device}` on {machine(args.device)}."
         f"\n\n{markdown_table([row])}\n\nAdam lr {args.lr}, seed 0; graphs built in "
-        f"{graph_time:.0f} s (not counted above).{coverage}{extra}",
+        f"{graph_time:.0f} s (not counted above); {n_duplicates} duplicate structures "
+        f"removed first.{coverage}{extra}",
     )
     if args.save:
         save_model(
             model,
             args.save,
             data=f"{len(train)} unlabelled Materials Project structures (CGCNN set), "
-            f"{len(valid)} held out (permutation seed 0)",
+            f"{len(valid)} held out (permutation seed 0), {n_duplicates} duplicates removed",
             command=f"python benchmarks/pretrain.py --model {args.model} --epochs "
             f"{args.epochs} --batch-size {args.batch_size} --save {args.save}",
             epochs=f"{epochs_run}, best {best + 1}",

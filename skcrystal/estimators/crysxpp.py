@@ -117,6 +117,14 @@ class CrysXPPRegressor(CGCNNRegressor):
         self.l1 = l1
         self.transfer_embedding = transfer_embedding
 
+    def saved_params(self) -> dict[str, Any]:
+        """Network parameters plus the penalty, so that a loaded model trains on alike."""
+        return {
+            **super().saved_params(),
+            "l1": self.l1,
+            "transfer_embedding": self.transfer_embedding,
+        }
+
     # --- scikit-learn plumbing ------------------------------------------------------------
     def __sklearn_clone__(self) -> CrysXPPRegressor:
         """Clone the parameters, but share a fitted encoder instead of cloning it unfitted."""
