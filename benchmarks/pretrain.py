@@ -1,11 +1,11 @@
 """Self-supervised pretraining on the unlabelled MP structures: throughput, memory, losses.
-
 Pretrains on the 36,737 structures of the MP set (their targets are never read), less
 the structures that repeat an earlier one (:func:`skcrystal.dedup.find_duplicates`,
 unless ``--keep-duplicates``), with 5 % of them (seed 0) held out to report the
 reconstruction loss on unseen crystals and to keep the best epoch. Prints and writes the
-section ``pretrain_<model>`` of docs/benchmarks.md, and with ``--save`` the fitted pretrainer as a safetensors file that
-``CrysXPPRegressor(encoder=...)`` or ``DistilledRegressor(teacher=...)`` accept.
+section ``pretrain_<model>`` of docs/benchmarks.md, and with ``--save`` the fitted
+pretrainer as a safetensors file that ``CrysXPPRegressor(encoder=...)`` or
+``DistilledRegressor(teacher=...)`` accept.
 
     python benchmarks/pretrain.py --model crysae --epochs 30 --save crysae-mp.safetensors
     python benchmarks/pretrain.py --model crysgnn --epochs 30 --device cuda
