@@ -1,4 +1,5 @@
 """Self-supervised pretraining on the unlabelled MP structures: throughput, memory, losses.
+
 Pretrains on the 36,737 structures of the MP set (their targets are never read), less
 the structures that repeat an earlier one (:func:`skcrystal.dedup.find_duplicates`,
 unless ``--keep-duplicates``), with 5 % of them (seed 0) held out to report the
