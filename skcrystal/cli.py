@@ -40,33 +40,39 @@ def _demo(args: argparse.Namespace) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from skcrystal.explain import plot_importances
     from skcrystal.hub import load_model, model_card
 
     start = time.perf_counter()
-    name = "cgcnn-mp-formation-energy"
-    model = load_model(name)
-    card = model_card(name)["card"]
+    names = {"e_form": "cgcnn-mp-formation-energy", "gap": "crysxpp-mp-band-gap"}
+    models = {key: load_model(name) for key, name in names.items()}
     crystals = _example_structures()
+    structures = list(crystals.values())
     table = pd.DataFrame(
         {
-            "formula": [s.composition.reduced_formula for s in crystals.values()],
-            "sites": [len(s) for s in crystals.values()],
-            "predicted e_form (eV/atom)": model.predict(list(crystals.values())).round(3),
+            "formula": [s.composition.reduced_formula for s in structures],
+            "sites": [len(s) for s in structures],
+            "predicted e_form (eV/atom)": models["e_form"].predict(structures).round(3),
+            "predicted PBE gap (eV)": models["gap"].predict(structures).round(2),
         },
         index=pd.Index(list(crystals), name="crystal"),
     )
     # The formation energy of a pure element is zero by definition (relative to its ground
     # state); that is the only reference known without a database.
-    is_element = [len(s.composition.elements) == 1 for s in crystals.values()]
-    table["reference"] = ["≈0 (element)" if e else "" for e in is_element]
-    print(f"Model {name!r}: {card.get('data', '')}, test MAE {card.get('test_mae', 0):.3f} eV/atom")
+    is_element = [len(s.composition.elements) == 1 for s in structures]
+    table["reference e_form"] = ["≈0 (element)" if e else "" for e in is_element]
+    for name in names.values():
+        card = model_card(name)["card"]
+        print(f"Model {name!r}: {card.get('data', '')}, test MAE {card['test_mae']:.3f}")
     print(table.to_string())
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
     ordered = table.sort_values("predicted e_form (eV/atom)")
-    ax.barh(ordered.formula, ordered["predicted e_form (eV/atom)"], color="tab:blue")
-    ax.axvline(0, color="k", lw=0.8)
-    ax.set_xlabel("predicted formation energy (eV/atom)")
-    ax.set_title(f"skcrystal demo: {name}")
+    left.barh(ordered.formula, ordered["predicted e_form (eV/atom)"], color="tab:blue")
+    left.axvline(0, color="k", lw=0.8)
+    left.set_xlabel("predicted formation energy (eV/atom)")
+    left.set_title(names["e_form"])
+    plot_importances(models["gap"], ax=right)
+    right.set_title(f"{names['gap']}: importance of element properties")
     fig.tight_layout()
     fig.savefig(args.out, dpi=120)
     print(f"Wrote {args.out} ({time.perf_counter() - start:.1f} s)")

@@ -79,7 +79,7 @@ def test_cli_demo_runs_offline(tmp_path, capsys):
     out = tmp_path / "demo.png"
     assert main(["demo", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "LiFePO4" in printed and "≈0 (element)" in printed
+    assert "LiFePO4" in printed and "≈0 (element)" in printed and "PBE gap" in printed
     assert out.read_bytes()[:4] == b"\x89PNG"
 
 
