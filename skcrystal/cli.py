@@ -72,7 +72,7 @@ def _demo(args: argparse.Namespace) -> None:
     left.set_xlabel("predicted formation energy (eV/atom)")
     left.set_title(names["e_form"])
     plot_importances(models["gap"], ax=right)
-    right.set_title(f"{names['gap']}: importance of element properties")
+    right.set_title(f"{names['gap']}: importances")
     fig.tight_layout()
     fig.savefig(args.out, dpi=120)
     print(f"Wrote {args.out} ({time.perf_counter() - start:.1f} s)")
