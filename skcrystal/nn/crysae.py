@@ -277,7 +277,10 @@ class CrysAE(nn.Module):
 
     def forward(self, batch: CrystalBatch) -> CrysAEOutput:
         """Encode the batch and decode connectivity and atom features, with their targets."""
-        atom_fea = self.encode(batch)
+        return self.reconstruct(self.encode(batch), batch)
+
+    def reconstruct(self, atom_fea: torch.Tensor, batch: CrystalBatch) -> CrysAEOutput:
+        """Decode connectivity and atom features from the atom vectors ``atom_fea``."""
         generator = None
         if not self.training:
             generator = torch.Generator(device=atom_fea.device).manual_seed(0)

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from skcrystal.graphs.symmetry import LAST_SPACE_GROUP_OF_SYSTEM
 from skcrystal.nn.batch import CrystalBatch
-from skcrystal.nn.crysae import CrysAE, CrysAELoss, connectivity_pairs
+from skcrystal.nn.crysae import CrysAE, CrysAELoss
 from skcrystal.nn.layers import mean_pool
 
 __all__ = ["CrysGNN", "CrysGNNLoss", "CrysGNNOutput", "supervised_nt_xent"]
@@ -74,20 +74,9 @@ class CrysGNN(CrysAE):
     tensor([1.0000, 1.0000, 1.0000], grad_fn=<LinalgVectorNormBackward0>)
     """
 
-    def __init__(
-        self,
-        n_atom_features: int,
-        cutoff: float,
-        gaussian_step: float = 0.2,
-        atom_fea_len: int = 64,
-        n_conv: int = 5,
-        n_classes: int = 6,
-        max_pairs: int | None = 1024,
-    ) -> None:
-        super().__init__(
-            n_atom_features, cutoff, gaussian_step, atom_fea_len, n_conv, n_classes, max_pairs
-        )
-        self.fc_sg = nn.Linear(atom_fea_len, N_SPACE_GROUPS)
+    def __init__(self, n_atom_features: int, cutoff: float, *, n_conv: int = 5, **kwargs) -> None:
+        super().__init__(n_atom_features, cutoff, n_conv=n_conv, **kwargs)
+        self.fc_sg = nn.Linear(self.embedding.out_features, N_SPACE_GROUPS)
 
     def node_embeddings(self, batch: CrystalBatch) -> torch.Tensor:
         """L2-normalised atom vectors after the last convolution, (N, atom_fea_len)."""
@@ -100,25 +89,12 @@ class CrysGNN(CrysAE):
     def forward(self, batch: CrystalBatch) -> CrysGNNOutput:
         """Encode the batch and run all four decoders, with their targets."""
         nodes = self.node_embeddings(batch)
-        generator = None
-        if not self.training:
-            generator = torch.Generator(device=nodes.device).manual_seed(0)
-        first, second, target, weight, crystal = connectivity_pairs(
-            batch.center, batch.neighbor, batch.n_atoms, self.n_classes, self.max_pairs, generator
-        )
         graph = mean_pool(nodes, batch.crystal_index, batch.n_atoms)
         space_group = batch.space_group
         if space_group is None:
             space_group = torch.zeros(len(batch), dtype=torch.int64, device=nodes.device)
         return CrysGNNOutput(
-            feature_logits=self.decode_atom_features(nodes),
-            feature_target=batch.atom_features,
-            pair_logits=self.decode_connectivity(nodes, first, second),
-            pair_target=target,
-            pair_weight=weight,
-            pair_crystal=crystal,
-            crystal_index=batch.crystal_index,
-            n_atoms=batch.n_atoms,
+            *self.reconstruct(nodes, batch),
             space_group_logits=self.fc_sg(graph),
             graph_embedding=graph,
             space_group=space_group,
