@@ -258,3 +258,14 @@ def test_crysgnn_800k_converts_a_checkpoint_in_the_authors_layout(tmp_path, monk
         f.write(b"tampered")
     with pytest.raises(OSError, match="expected sha256"):
         crysgnn_800k()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_pretrain_and_distil(graphs, data):
+    teacher = CrysGNNPretrainer(device="cuda", **{**TEACHER_FAST, "max_epochs": 1})
+    teacher.fit(graphs[:N_TRAIN])
+    assert next(teacher.module_.parameters()).is_cuda
+    reg = DistilledRegressor(teacher=teacher, device="cuda", **{**REG_FAST, "max_epochs": 2})
+    reg.fit(graphs[:N_TRAIN], data[1][:N_TRAIN])
+    assert next(reg.module_.parameters()).is_cuda
+    assert np.isfinite(reg.predict(graphs[N_TRAIN:])).all()
