@@ -117,6 +117,20 @@ class CrystalGraphNet(NeuralNet):
         self.n_iter_no_change = n_iter_no_change
         self.random_state = random_state
 
+    #: Parameters that hold fitted inputs (a pretrained encoder, a teacher): clones share
+    #: them instead of cloning them unfitted; a dict value is copied one level deep.
+    shared_params: tuple[str, ...] = ()
+
+    def __sklearn_clone__(self):
+        """Clone the parameters, sharing those in :attr:`shared_params`."""
+        params = self.get_params(deep=False)
+        shared = {name: params.pop(name) for name in self.shared_params}
+        shared = {k: dict(v) if isinstance(v, dict) else v for k, v in shared.items()}
+        twin = type(self)(**shared, **{k: clone(v, safe=False) for k, v in params.items()})
+        if hasattr(self, "_metadata_request"):
+            twin._metadata_request = clone(self._metadata_request)
+        return twin
+
     # --- what subclasses provide ---------------------------------------------------------
     def module_params(self) -> dict[str, Any]:
         """Keyword arguments for the module, from fitted data and estimator parameters."""

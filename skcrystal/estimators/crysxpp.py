@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
 from skcrystal.checkpoints import read_foreign_checkpoint
@@ -126,14 +125,7 @@ class CrysXPPRegressor(CGCNNRegressor):
         }
 
     # --- scikit-learn plumbing ------------------------------------------------------------
-    def __sklearn_clone__(self) -> CrysXPPRegressor:
-        """Clone the parameters, but share a fitted encoder instead of cloning it unfitted."""
-        params = self.get_params(deep=False)
-        encoder = params.pop("encoder")
-        twin = type(self)(encoder=encoder, **{k: clone(v, safe=False) for k, v in params.items()})
-        if hasattr(self, "_metadata_request"):
-            twin._metadata_request = clone(self._metadata_request)
-        return twin
+    shared_params = ("encoder",)
 
     # --- encoder transfer -----------------------------------------------------------------
     def _encoder_state(self) -> tuple[dict[str, torch.Tensor], tuple | None, str]:

@@ -174,20 +174,7 @@ class DistilledRegressor(CrystalGraphRegressorBase):
     module_param_names = ("student", "student_params", "alpha")
 
     # --- scikit-learn plumbing ------------------------------------------------------------
-    def __sklearn_clone__(self) -> DistilledRegressor:
-        """Clone the parameters, sharing the fitted teacher and a student's encoder."""
-        from sklearn.base import clone
-
-        params = self.get_params(deep=False)
-        shared = {"teacher": params.pop("teacher")}
-        student_params = params.pop("student_params")
-        cloned = {k: clone(v, safe=False) for k, v in params.items()}
-        twin = type(self)(
-            **shared, student_params=student_params and dict(student_params), **cloned
-        )
-        if hasattr(self, "_metadata_request"):
-            twin._metadata_request = clone(self._metadata_request)
-        return twin
+    shared_params = ("teacher", "student_params")
 
     def scoring_callbacks(self) -> list:
         embedding = PassthroughScoring(name="embedding_loss", on_train=True)

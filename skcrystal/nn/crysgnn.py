@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from skcrystal.graphs.symmetry import LAST_SPACE_GROUP_OF_SYSTEM
 from skcrystal.nn.batch import CrystalBatch
-from skcrystal.nn.crysae import CrysAE, CrysAELoss
+from skcrystal.nn.crysae import CrysAE, CrysAELoss, CrysAEOutput
 from skcrystal.nn.layers import mean_pool
 
 __all__ = ["CrysGNN", "CrysGNNLoss", "CrysGNNOutput", "supervised_nt_xent"]
@@ -33,20 +33,13 @@ N_SPACE_GROUPS = 230
 class CrysGNNOutput(NamedTuple):
     """What :meth:`CrysGNN.forward` returns: CrysAE's outputs plus the graph-level ones.
 
-    The first eight fields are those of :class:`~skcrystal.nn.crysae.CrysAEOutput`;
-    ``space_group_logits`` (B, 230) scores the space groups 1-230, ``graph_embedding``
-    (B, D) is the mean of the L2-normalised node embeddings, and ``space_group`` (B,) the
-    true numbers (0 where unknown).
+    ``reconstruction`` holds the node-level outputs and targets
+    (:class:`~skcrystal.nn.crysae.CrysAEOutput`); ``space_group_logits`` (B, 230) scores
+    the space groups 1-230, ``graph_embedding`` (B, D) is the mean of the L2-normalised
+    node embeddings, and ``space_group`` (B,) the true numbers (0 where unknown).
     """
 
-    feature_logits: torch.Tensor
-    feature_target: torch.Tensor
-    pair_logits: torch.Tensor
-    pair_target: torch.Tensor
-    pair_weight: torch.Tensor
-    pair_crystal: torch.Tensor
-    crystal_index: torch.Tensor
-    n_atoms: torch.Tensor
+    reconstruction: CrysAEOutput
     space_group_logits: torch.Tensor
     graph_embedding: torch.Tensor
     space_group: torch.Tensor
@@ -94,7 +87,7 @@ class CrysGNN(CrysAE):
         if space_group is None:
             space_group = torch.zeros(len(batch), dtype=torch.int64, device=nodes.device)
         return CrysGNNOutput(
-            *self.reconstruct(nodes, batch),
+            reconstruction=self.reconstruct(nodes, batch),
             space_group_logits=self.fc_sg(graph),
             graph_embedding=graph,
             space_group=space_group,
@@ -180,7 +173,7 @@ class CrysGNNLoss(nn.Module):
 
     def components(self, out: CrysGNNOutput) -> dict[str, torch.Tensor]:
         """The four batch losses (scalars) by name."""
-        connectivity, features = self.node_loss.components(out)
+        connectivity, features = self.node_loss.components(out.reconstruction)
         known = out.space_group > 0
         if known.any():
             space_group = F.cross_entropy(out.space_group_logits[known], out.space_group[known] - 1)
