@@ -1,0 +1,80 @@
+"""Plain student against distilled student: test MAEs side by side, from docs/benchmarks.md.
+
+Reads the ``accuracy_<target>_<model>[_<train fraction>]`` sections that
+``benchmarks/accuracy_mp.py`` wrote (run it first for both models of a pair) and writes
+the section ``distillation_summary``: for every target and training fraction measured for
+both a plain model and its distilled version, the two test MAEs and the relative change.
+Nothing is trained here.
+
+    python benchmarks/distillation_summary.py
+"""
+
+from __future__ import annotations
+
+import re
+
+from report import DOC, markdown_table, write_section
+
+SECTION = re.compile(
+    r"<!-- accuracy_(?P<target>e_form|gap_pbe)_(?P<name>[\w.-]+?):start -->(?P<body>.*?)"
+    r"<!-- accuracy_(?P=target)_(?P=name):end -->",
+    re.S,
+)
+TARGET_GOAL = {"cgcnn": "at least 10 % lower", "crysxpp": "lower"}
+
+
+def test_mae(body: str) -> tuple[float, str]:
+    """The test MAE of a section's table, and what was chosen on validation (if anything)."""
+    header, _, row = [line for line in body.splitlines() if line.startswith("|")][:3]
+    cells = dict(zip(_cells(header), _cells(row), strict=True))
+    chosen = re.search(r"Chosen on the best validation MAE: (\{.*?\})", body)
+    teacher = re.search(r"Teacher: `(.+?)`", body)
+    note = ", ".join(
+        part
+        for part in (chosen and chosen.group(1), teacher and f"teacher {teacher.group(1)}")
+        if part
+    )
+    return float(cells["test MAE"]), note
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def main() -> None:
+    results = {}
+    for match in SECTION.finditer(DOC.read_text()):
+        model, _, fraction = match["name"].partition("_")
+        results[match["target"], model, float(fraction or 0.2)] = test_mae(match["body"])
+    rows = []
+    for (target, model, fraction), (distilled, note) in sorted(results.items()):
+        student = model.removeprefix("distilled-")
+        if student == model or (target, student, fraction) not in results:
+            continue
+        plain, _ = results[target, student, fraction]
+        rows.append(
+            {
+                "target": target,
+                "train fraction": f"{fraction:.0%}",
+                "student": student,
+                "plain test MAE": plain,
+                "distilled test MAE": distilled,
+                "change": f"{(distilled - plain) / plain:+.1%}",
+                "distilled run": note or "—",
+            }
+        )
+    if not rows:
+        raise SystemExit(f"no plain/distilled pair of accuracy sections in {DOC}")
+    goals = "; ".join(f"{s}: {goal}" for s, goal in TARGET_GOAL.items())
+    write_section(
+        "distillation_summary",
+        "Distillation: plain against distilled student (test MAE)",
+        "`python benchmarks/distillation_summary.py`: collected from the accuracy sections "
+        "of this page (same split, epochs and settings within a row; validation 10 %, "
+        f"test the rest).\n\n{markdown_table(rows)}\n\nTargets of the CrysGNN issue at 20 % "
+        f"training data: {goals}.",
+    )
+
+
+if __name__ == "__main__":
+    main()
