@@ -9,6 +9,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import Pipeline
 
 from skcrystal import (
@@ -218,6 +219,24 @@ def test_pipeline_pickle_and_hub(data, teacher, tmp_path):
     loaded = load_model(save_model(reg, tmp_path / "distilled.safetensors"))
     graphs = CrystalGraphTransformer().transform(X[:5])
     assert np.allclose(loaded.predict(graphs), reg.predict(graphs), atol=1e-5)
+
+
+def test_grid_search_over_alpha_shares_one_teacher(data, teacher):
+    X, y = data[0][:60], data[1][:60]
+    pipe = Pipeline(
+        [
+            ("graph", CrystalGraphTransformer()),
+            ("reg", DistilledRegressor(teacher=teacher, **{**REG_FAST, "max_epochs": 2})),
+        ]
+    )
+    search = GridSearchCV(
+        pipe, {"reg__alpha": [0.0, 0.5]}, cv=KFold(2), scoring="neg_mean_absolute_error"
+    ).fit(X, y)
+    assert search.best_params_["reg__alpha"] in (0.0, 0.5)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    best = search.best_estimator_.named_steps["reg"]
+    assert best.teacher is teacher and best.teacher_ is not None
+    assert search.predict(X[:3]).shape == (3,)
 
 
 def test_default_teacher_is_bundled_and_mismatched_graphs_are_refused(data):
