@@ -153,9 +153,11 @@ def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> Any:
 
 
 # --- the authors' CrysGNN teacher ---------------------------------------------------------
-#: Where the authors publish their 800K-crystal CrysGNN teacher (GitHub kdmsit/crysgnn).
+#: Where the authors publish their 800K-crystal CrysGNN teacher (GitHub kdmsit/crysgnn), at
+#: a commit whose tree holds ``model/crysgnn_state_checkpoint_v1.pth.tar`` (checked in an
+#: index of public GitHub files; the file itself could not be fetched here).
 CRYSGNN_800K_URL = (
-    "https://github.com/kdmsit/crysgnn/raw/38c8dbfcd0547ec54f2e64ae213ac594bafb0b7a/"
+    "https://github.com/kdmsit/crysgnn/raw/eeb419ca4e793128f4e3786fdeeaeb0373cc6f1c/"
     "model/crysgnn_state_checkpoint_v1.pth.tar"
 )
 #: sha256 of that file. It could not be read where skcrystal was built (no network), so it
