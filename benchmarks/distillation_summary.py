@@ -23,18 +23,24 @@ SECTION = re.compile(
 TARGET_GOAL = {"cgcnn": "at least 10 % lower", "crysxpp": "lower"}
 
 
-def test_mae(body: str) -> tuple[float, str]:
-    """The test MAE of a section's table, and what was chosen on validation (if anything)."""
+def test_mae(body: str) -> tuple[float, str, str]:
+    """A section's test MAE, its hardware, and what was chosen on validation (if anything)."""
     header, _, row = [line for line in body.splitlines() if line.startswith("|")][:3]
     cells = dict(zip(_cells(header), _cells(row), strict=True))
     chosen = re.search(r"Chosen on the best validation MAE: (\{.*?\})", body)
+    alphas = re.search(r"--alpha ([\d. ]+)", body)
+    alpha = f"alpha {alphas.group(1).strip() if alphas else 0.5}"
     teacher = re.search(r"Teacher: `(.+?)`", body)
     note = ", ".join(
         part
-        for part in (chosen and chosen.group(1), teacher and f"teacher {teacher.group(1)}")
+        for part in (
+            chosen.group(1) if chosen else alpha,
+            teacher and f"teacher {teacher.group(1)}",
+        )
         if part
     )
-    return float(cells["test MAE"]), note
+    hardware = re.search(r"` on (.+?)(?: \(CUDA|, torch)", body)
+    return float(cells["test MAE"]), hardware.group(1) if hardware else "?", note
 
 
 def _cells(line: str) -> list[str]:
@@ -47,11 +53,11 @@ def main() -> None:
         model, _, fraction = match["name"].partition("_")
         results[match["target"], model, float(fraction or 0.2)] = test_mae(match["body"])
     rows = []
-    for (target, model, fraction), (distilled, note) in sorted(results.items()):
+    for (target, model, fraction), (distilled, hardware, note) in sorted(results.items()):
         student = model.removeprefix("distilled-")
         if student == model or (target, student, fraction) not in results:
             continue
-        plain, _ = results[target, student, fraction]
+        plain, plain_hardware, _ = results[target, student, fraction]
         rows.append(
             {
                 "target": target,
@@ -61,6 +67,7 @@ def main() -> None:
                 "distilled test MAE": distilled,
                 "change": f"{(distilled - plain) / plain:+.1%}",
                 "distilled run": note or "—",
+                "measured on (plain / distilled)": f"{plain_hardware} / {hardware}",
             }
         )
     if not rows:
@@ -71,7 +78,8 @@ def main() -> None:
         "Distillation: plain against distilled student (test MAE)",
         "`python benchmarks/distillation_summary.py`: collected from the accuracy sections "
         "of this page (same split, epochs and settings within a row; validation 10 %, "
-        f"test the rest).\n\n{markdown_table(rows)}\n\nTargets of the CrysGNN issue at 20 % "
+        "test the rest; the hardware differs between some runs).\n\n"
+        f"{markdown_table(rows)}\n\nTargets of the CrysGNN issue at 20 % "
         f"training data: {goals}.",
     )
 
