@@ -244,10 +244,14 @@ def read_foreign_checkpoint(path: str | os.PathLike[str]) -> ForeignCheckpoint:
 
     Examples
     --------
-    >>> ckpt = read_foreign_checkpoint("formation-energy-per-atom.pth.tar")  # doctest: +SKIP
-    >>> ckpt["state_dict"]["embedding.weight"].shape  # doctest: +SKIP
+    The authors' CGCNN formation-energy weights, as staged in the data home:
+
+    >>> from skcrystal.datasets import get_data_home
+    >>> folder = get_data_home() / "reference_weights" / "cgcnn_original"
+    >>> ckpt = read_foreign_checkpoint(folder / "formation-energy-per-atom.pth.tar")
+    >>> ckpt["state_dict"]["embedding.weight"].shape
     torch.Size([64, 92])
-    >>> ckpt["normalizer"]  # doctest: +SKIP
+    >>> ckpt["normalizer"]
     {'mean': -1.699178719088435, 'std': 1.0563029540802564}
     """
     path = Path(path)
