@@ -23,7 +23,7 @@ SECTION = re.compile(
 TARGET_GOAL = {"cgcnn": "at least 10 % lower", "crysxpp": "lower"}
 
 
-def test_mae(body: str) -> tuple[float, str, str]:
+def section_result(body: str) -> tuple[float, str, str]:
     """A section's test MAE, its hardware, and what was chosen on validation (if anything)."""
     header, _, row = [line for line in body.splitlines() if line.startswith("|")][:3]
     cells = dict(zip(_cells(header), _cells(row), strict=True))
@@ -35,7 +35,7 @@ def test_mae(body: str) -> tuple[float, str, str]:
         part
         for part in (
             chosen.group(1) if chosen else alpha,
-            teacher and f"teacher {teacher.group(1)}",
+            f"teacher {teacher.group(1)}" if teacher else None,
         )
         if part
     )
@@ -51,7 +51,7 @@ def main() -> None:
     results = {}
     for match in SECTION.finditer(DOC.read_text()):
         model, _, fraction = match["name"].partition("_")
-        results[match["target"], model, float(fraction or 0.2)] = test_mae(match["body"])
+        results[match["target"], model, float(fraction or 0.2)] = section_result(match["body"])
     rows = []
     for (target, model, fraction), (distilled, hardware, note) in sorted(results.items()):
         student = model.removeprefix("distilled-")

@@ -36,13 +36,12 @@ PENALTIES = [1e-3, 1e-2, 1e-1, 1, 10, 100]
 
 def probe(embeddings: np.ndarray, y: np.ndarray, train, valid, test) -> tuple[float, float]:
     """Test MAE of the ridge probe whose penalty scores best on validation, and the penalty."""
-    scored = []
+    fitted = []
     for penalty in PENALTIES:
         model = make_pipeline(StandardScaler(), Ridge(alpha=penalty))
         model.fit(embeddings[train], y[train])
-        scored.append((np.abs(model.predict(embeddings[valid]) - y[valid]).mean(), penalty))
-    _, penalty = min(scored)
-    model = make_pipeline(StandardScaler(), Ridge(alpha=penalty)).fit(embeddings[train], y[train])
+        fitted.append((np.abs(model.predict(embeddings[valid]) - y[valid]).mean(), penalty, model))
+    _, penalty, model = min(fitted, key=lambda f: f[0])
     return float(np.abs(model.predict(embeddings[test]) - y[test]).mean()), penalty
 
 
@@ -59,9 +58,7 @@ def main() -> None:
     df = load(n_jobs=args.jobs)
     y = df[args.target].to_numpy()
     teacher = load_model(args.teacher)
-    graphs = CrystalGraphTransformer(
-        teacher.graph_builder_.cutoff, teacher.graph_builder_.max_neighbors
-    ).transform(df.structure)
+    graphs = teacher.graph_builder_.transform(df.structure)  # the teacher's own settings
     train, valid, test = split(len(df))
     rows = []
     fresh = CrysGNNPretrainer(max_epochs=1, random_state=0, early_stopping=False, lr=0.0)
