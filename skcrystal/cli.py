@@ -3,20 +3,30 @@
 Examples
 --------
 ``skcrystal demo``                  predict bundled example crystals, write a plot
-``skcrystal predict MODEL a.cif b.vasp [--csv out.csv]``
+``skcrystal predict MODEL a.cif b.vasp folder/ 'data/**/*.cif' [--csv out.csv]``
 ``skcrystal models``                list the bundled models
 ``skcrystal fit --data DIR_OR_CSV --model cgcnn|crysxpp|distilled --out model.safetensors``
 ``skcrystal pretrain --data DIR_OR_CSV --model crysae|crysgnn --out encoder.safetensors``
 ``skcrystal explain MODEL``          importance of each element property (CrysXPP models)
 
-``--data`` is a folder (or .tar.gz/.tar.xz archive) in the CGCNN layout (``id_prop.csv``
-plus one CIF per crystal), or a CSV file whose first column holds CIF/POSCAR paths
-(relative to the CSV) and whose ``--target`` column (default: the second) the values.
+``predict`` takes files, folders (their ``*.cif``, ``*.vasp``, ``POSCAR*`` and ``CONTCAR*``
+files, any case, not searched recursively) and glob patterns, which the command expands
+itself when quoted (``**`` matches any depth); a folder or pattern without a match is an
+error.
+
+``--data`` is a folder (or .tar.gz/.tar.xz archive) in the CGCNN layout (a headerless
+``id_prop.csv`` of ``id,target`` rows, plus ``<id>.cif`` per crystal, or the file named by
+the id itself as in ALIGNN/JARVIS folders), that folder's ``id_prop.csv`` itself (read the
+same way), or a CSV file with a header line whose first column holds CIF/POSCAR paths
+(relative to the CSV) and whose ``--target`` column (default: the second) the values. A
+CSV whose header line looks like data (a number, or the name of a file beside it) is
+refused: it would be lost as a header.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import importlib.resources
 import sys
 import time
@@ -78,20 +88,57 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"Wrote {args.out} ({time.perf_counter() - start:.1f} s)")
 
 
+STRUCTURE_FILES = "*.cif, *.vasp, POSCAR*, CONTCAR*"
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """The structure files directly in ``folder`` (see ``STRUCTURE_FILES``), sorted."""
+    from skcrystal.datasets import _structure_format
+
+    files = sorted(p for p in folder.iterdir() if p.is_file() and _structure_format(p.name))
+    if not files:
+        raise ValueError(
+            f"{folder}: the folder holds no {STRUCTURE_FILES} file (folders are not searched "
+            f"recursively: quote a pattern such as '{folder / '**' / '*.cif'}')"
+        )
+    return files
+
+
+def _pattern_files(pattern: str) -> list[Path]:
+    """The files a glob pattern matches, sorted (``**``: any depth; folders are not files)."""
+    files = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+    if not files:
+        raise ValueError(f"{pattern}: the pattern matches no file")
+    return files
+
+
+def _expand_inputs(arguments: list[Path]) -> list[Path]:
+    """The structure files named by ``predict``'s arguments: files, folders and patterns."""
+    files = []
+    for argument in arguments:
+        if argument.is_dir():
+            files += _folder_files(argument)
+        elif argument.exists():
+            files.append(argument)
+        elif any(char in str(argument) for char in "*?["):
+            files += _pattern_files(str(argument))
+        else:
+            raise ValueError(f"{argument}: no such file or folder")
+    return files
+
+
 def _predict(args: argparse.Namespace) -> None:
     from skcrystal.hub import load_model
 
+    files = [str(f) for f in _expand_inputs(args.files)]
     model = load_model(args.model)
     if not hasattr(model, "target_mean_"):  # pretrainers have no property head
         raise ValueError(
             f"{args.model} is a {type(model).__name__}, a pretrained encoder without a "
             "property head; predict with a regressor (see `skcrystal models`)"
         )
-    predictions = model.predict([str(f) for f in args.files])
-    frame = pd.DataFrame(
-        predictions.reshape(len(args.files), -1),
-        index=pd.Index([str(f) for f in args.files], name="file"),
-    )
+    predictions = model.predict(files)
+    frame = pd.DataFrame(predictions.reshape(len(files), -1), index=pd.Index(files, name="file"))
     frame.columns = ["prediction"] if frame.shape[1] == 1 else [f"prediction_{i}" for i in frame]
     if args.csv:
         frame.to_csv(args.csv)
@@ -110,20 +157,47 @@ def _models(args: argparse.Namespace) -> None:
         print(f"{name} ({description['estimator']}): {card.get('data', '')}{quality}")
 
 
-def _load_data(path: Path, target: str | None) -> tuple[list, pd.Series | None]:
-    """Structures and targets from a CGCNN folder/archive or a CSV of file paths."""
+def _load_cgcnn(path: Path, target: str | None) -> tuple[list, pd.Series]:
+    """Structures and targets of a CGCNN folder or archive."""
     from skcrystal.datasets import load_cgcnn_folder
 
+    frame = load_cgcnn_folder(path, progress=True)
+    columns = [c for c in frame.columns if c != "structure"]
+    column = target or columns[0]
+    if column not in frame:
+        raise ValueError(f"--target {column!r}: the data has {', '.join(columns)}")
+    return frame.structure.tolist(), frame[column]
+
+
+def _looks_like_data(label: str, folder: Path) -> bool:
+    """Whether a CSV header cell is rather a value: a number, or a file beside the CSV."""
+    try:
+        float(label)
+    except ValueError:
+        return (folder / label).is_file()
+    return True
+
+
+def _check_header(table: pd.DataFrame, path: Path) -> None:
+    data_like = [str(c) for c in table.columns if _looks_like_data(str(c), path.parent)]
+    if data_like:
+        raise ValueError(
+            f"--data {path}: the first line ({', '.join(map(str, table.columns))}) looks like "
+            f"data, not a header ({data_like[0]!r} is a number or a file): add a header line "
+            "such as 'file,target', or name a headerless file id_prop.csv (CGCNN layout)"
+        )
+
+
+def _load_data(path: Path, target: str | None) -> tuple[list, pd.Series | None]:
+    """Structures and targets from a CGCNN folder/archive/id_prop.csv or a CSV of paths."""
     if not path.exists():
         raise ValueError(f"--data {path}: no such file or folder")
+    if path.name == "id_prop.csv":
+        return _load_cgcnn(path.parent, target)
     if path.suffix.lower() != ".csv":
-        frame = load_cgcnn_folder(path, progress=True)
-        columns = [c for c in frame.columns if c != "structure"]
-        column = target or columns[0]
-        if column not in frame:
-            raise ValueError(f"--target {column!r}: the data has {', '.join(columns)}")
-        return frame.structure.tolist(), frame[column]
+        return _load_cgcnn(path, target)
     table = pd.read_csv(path)
+    _check_header(table, path)
     if table.shape[1] < 2 and target is None:
         return [str(path.parent / f) for f in table.iloc[:, 0]], None
     column = target or table.columns[1]
@@ -200,14 +274,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
     predict = commands.add_parser("predict", help="predict crystals from CIF/POSCAR files")
     predict.add_argument("model", help="bundled model name or .safetensors path")
-    predict.add_argument("files", nargs="+", type=Path, help="CIF or POSCAR files")
+    predict.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        help=f"CIF or POSCAR files, folders (their {STRUCTURE_FILES} files) or quoted glob "
+        "patterns ('data/**/*.cif')",
+    )
     predict.add_argument("--csv", type=Path, help="write the table to this CSV file")
     predict.set_defaults(run=_predict)
     models = commands.add_parser("models", help="list the bundled models")
     models.set_defaults(run=_models)
 
     fit = commands.add_parser("fit", help="train a property model and save it")
-    fit.add_argument("--data", type=Path, required=True, help="CGCNN folder/archive or CSV")
+    fit.add_argument(
+        "--data", type=Path, required=True, help="CGCNN folder/archive/id_prop.csv or CSV"
+    )
     fit.add_argument("--target", help="target column (default: the first)")
     fit.add_argument("--model", choices=["cgcnn", "crysxpp", "distilled"], default="cgcnn")
     fit.add_argument("--encoder", default="crysae-mp", help="CrysAE for crysxpp")
@@ -219,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.set_defaults(run=_fit)
 
     pretrain = commands.add_parser("pretrain", help="pretrain an encoder without labels")
-    pretrain.add_argument("--data", type=Path, required=True, help="CGCNN folder or CSV")
+    pretrain.add_argument(
+        "--data", type=Path, required=True, help="CGCNN folder/archive/id_prop.csv or CSV"
+    )
     pretrain.add_argument("--model", choices=["crysae", "crysgnn"], default="crysgnn")
     pretrain.add_argument("--epochs", type=int, default=20)
     pretrain.add_argument("--device", default="cpu")

@@ -1,12 +1,143 @@
-"""Plots of fitted models: parity with MAE, learning curves, CrysXPP feature importances."""
+"""Plots of fitted models (parity with MAE, learning curves) and CrysXPP importances."""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["plot_importances", "plot_learning_curve", "plot_parity"]
+__all__ = [
+    "UNSELECTIVE_UNIFORMITY",
+    "MaskNotSelectiveWarning",
+    "mask_uniformity",
+    "plot_importances",
+    "plot_learning_curve",
+    "plot_parity",
+    "property_importances",
+]
+
+#: Above this :func:`mask_uniformity`, a feature mask does not select: importances derived
+#: from it mostly reflect its initial value, and :func:`property_importances` warns.
+UNSELECTIVE_UNIFORMITY = 0.9
+
+
+class MaskNotSelectiveWarning(UserWarning):
+    """The feature mask is close to uniform, so its importances say little."""
+
+
+def mask_uniformity(importances: Any, weights: Any = None) -> float:
+    """How close a feature mask is to uniform: 1 for equal entries, near 0 for one entry.
+
+    The exponential of the Shannon entropy of ``|mask| / sum(|mask|)`` (the "effective
+    number" of columns the mask lets through), divided by the number of columns. With
+    ``weights``, only columns of weight > 0 count (columns some atom of the data has).
+
+    Parameters
+    ----------
+    importances : array-like of shape (n_columns,)
+        ``|mask|`` per atom feature column.
+    weights : array-like of shape (n_columns,), optional
+        Column weights; columns of weight 0 are left out.
+
+    Returns
+    -------
+    float in (0, 1]
+
+    Examples
+    --------
+    >>> mask_uniformity([1.0, 1.0, 1.0, 1.0])
+    1.0
+    >>> round(mask_uniformity([1.0, 0.0, 0.0, 0.0]), 2)
+    0.25
+    """
+    values = np.abs(np.asarray(importances, dtype=np.float64))
+    if weights is not None:
+        values = values[np.asarray(weights) > 0]
+    total = values.sum()
+    if len(values) == 0 or total <= 0:
+        raise ValueError("the mask has no non-zero entry to measure")
+    share = values[values > 0] / total
+    return float(np.exp(-(share * np.log(share)).sum()) / len(values))
+
+
+def property_importances(
+    importances: Any, properties: Sequence[str], weights: Any = None
+) -> pd.DataFrame:
+    """Importance of each element property from a feature mask, independent of its width.
+
+    A property encoded one-hot on many columns (group: 19, period: 7) must not rank high
+    only because its columns are many, as a sum over columns would. The importance of a
+    property is the mean ``|mask|`` over its columns; with ``weights`` (for example the
+    fraction of atoms of some crystals that have each column, see
+    :meth:`~skcrystal.estimators.CrysXPPRegressor.explain`), the weighted mean, that is the
+    average gate the mask applies to that property for those atoms.
+
+    Parameters
+    ----------
+    importances : array-like of shape (n_columns,)
+        ``|mask|`` per atom feature column.
+    properties : sequence of str, length n_columns
+        The element property each column encodes.
+    weights : array-like of shape (n_columns,), optional
+        Non-negative column weights. A property whose columns all have weight 0 (no atom
+        has a value for it) gets importance NaN.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``property``, sorted by decreasing ``importance``, with ``n_columns``
+        and ``total`` (the sum of ``|mask|`` over the columns, which grows with their
+        number). ``attrs["uniformity"]`` is :func:`mask_uniformity` of the mask (over the
+        columns of weight > 0).
+
+    Warns
+    -----
+    MaskNotSelectiveWarning
+        When the uniformity exceeds :data:`UNSELECTIVE_UNIFORMITY`: the mask barely moved
+        from its uniform start (an unpenalised or weakly penalised model), so the ranking
+        is noise; fit with a larger ``l1``.
+
+    Examples
+    --------
+    >>> table = property_importances([0.9, 0.1, 0.2, 0.0], ["group", "group", "period", "block"])
+    >>> table["importance"].round(2).tolist(), table.index.tolist()
+    ([0.5, 0.2, 0.0], ['group', 'period', 'block'])
+    >>> round(table.attrs["uniformity"], 2)
+    0.51
+    """
+    values = np.abs(np.asarray(importances, dtype=np.float64))
+    properties = [str(p) for p in properties]
+    if len(properties) != len(values):
+        raise ValueError(f"properties has {len(properties)} entries for {len(values)} columns")
+    column_weights = np.ones(len(values)) if weights is None else np.asarray(weights, float)
+    if column_weights.shape != values.shape or (column_weights < 0).any():
+        raise ValueError(f"weights must be {len(values)} non-negative numbers, one per column")
+    frame = pd.DataFrame(
+        {"property": properties, "weighted": values * column_weights, "w": column_weights}
+    )
+    frame["mask"] = values
+    grouped = frame.groupby("property", sort=False)
+    sums = grouped[["weighted", "w"]].sum()
+    table = pd.DataFrame(
+        {
+            "importance": (sums["weighted"] / sums["w"].where(sums["w"] > 0)).astype(float),
+            "n_columns": grouped.size(),
+            "total": grouped["mask"].sum(),
+        }
+    ).sort_values("importance", ascending=False, kind="stable", na_position="last")
+    table.attrs["uniformity"] = mask_uniformity(values, column_weights)
+    if table.attrs["uniformity"] > UNSELECTIVE_UNIFORMITY:
+        warnings.warn(
+            f"the feature mask is nearly uniform (uniformity {table.attrs['uniformity']:.2f}, "
+            f"above {UNSELECTIVE_UNIFORMITY}): its importances say little about the element "
+            "properties; fit with a larger l1 penalty for a selective mask",
+            MaskNotSelectiveWarning,
+            stacklevel=2,
+        )
+    return table
 
 
 def _axes(ax: Any, size: tuple[float, float]):
@@ -131,9 +262,13 @@ def plot_importances(estimator: Any, ax: Any = None, per_column: bool = False):
         values = list(estimator.feature_importances_)
         label = "|mask| of the column"
     else:
-        table = estimator.explain().iloc[::-1]  # most important at the top
+        table = estimator.explain()
+        uniformity = table.attrs.get("uniformity")
+        table = table.iloc[::-1]  # most important at the top
         names, values = list(table.index), list(table["importance"])
-        label = "sum of |mask| over the property's columns"
+        label = "mean |mask| over the property's columns"
+        if uniformity is not None:
+            label += f" (mask uniformity {uniformity:.2f}; 1 = selects nothing)"
     ax.barh(names, values, color="tab:green")
     ax.set_xlabel(label)
     ax.set_title(f"{type(estimator).__name__}: feature importances")

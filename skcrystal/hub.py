@@ -1,15 +1,19 @@
 """Save and load fitted models as safetensors files: weights plus a JSON description.
 
 A model file holds the network's tensors, the atom feature table the model was trained
-with, and, in the safetensors metadata, the estimator class, its parameters, the graph
-settings and the target scaling. Loading never unpickles anything, so a model file from
+with, and, in the safetensors metadata, the estimator class, its parameters, its
+training parameters, the graph settings, the target scaling and the versions of the
+libraries it was saved with. Loading never unpickles anything, so a model file from
 elsewhere cannot run code. Models bundled with the package are loaded by name.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import platform
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +47,78 @@ def available_models() -> list[str]:
     return sorted(p.stem for p in BUNDLED.glob("*.safetensors"))
 
 
+#: Distributions whose versions :func:`save_model` records (``versions`` of the card).
+RECORDED_VERSIONS = ("skcrystal", "torch", "skorch", "scikit-learn", "numpy", "pymatgen")
+
+
+def _library_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in RECORDED_VERSIONS:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _is_json_value(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    return isinstance(value, (list, tuple)) and all(_is_json_value(v) for v in value)
+
+
+def _stored_training_params(estimator: Any) -> dict[str, Any]:
+    """The estimator's training parameters as JSON values; warns about those left out."""
+    stored, left_out = {}, []
+    for name, value in estimator.training_params().items():
+        if name == "optimizer" and isinstance(value, type):
+            if getattr(torch.optim, value.__name__, None) is value:
+                stored[name] = value.__name__
+                continue
+        elif _is_json_value(value):
+            stored[name] = value
+            continue
+        left_out.append(f"{name} (a {type(value).__name__})")
+    if left_out:
+        warnings.warn(
+            f"save_model stores no {', '.join(left_out)}: only JSON values and torch.optim "
+            "optimizers are stored; load_model gives these parameters their defaults",
+            UserWarning,
+            stacklevel=3,
+        )
+    return stored
+
+
+def _restored_training_params(stored: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Stored training parameters as estimator parameters (lists back to tuples)."""
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}
+    if "optimizer" in params:
+        optimizer = getattr(torch.optim, str(params["optimizer"]), None)
+        if not (isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)):
+            warnings.warn(
+                f"{path}: optimizer {params['optimizer']!r} is not in torch.optim; the "
+                "default optimizer is used",
+                UserWarning,
+                stacklevel=3,
+            )
+            del params["optimizer"]
+        else:
+            params["optimizer"] = optimizer
+    return params
+
+
 def save_model(estimator: Any, path: str | os.PathLike, **card: Any) -> Path:
     """Write a fitted skcrystal estimator to ``path`` (a ``.safetensors`` file).
 
     Regressors (with their target scaling) and pretrainers alike; :func:`load_model`
-    reads the file back without unpickling anything.
+    reads the file back without unpickling anything. Besides the weights, the file
+    records the parameters that build the network (and ``nonnegative``), the training
+    parameters (``optimizer``, ``lr``, ``max_epochs``, ``batch_size``,
+    ``early_stopping``, ``validation_fraction``, ``n_iter_no_change``, ``random_state``,
+    ``train_split``, ``optimizer__*``, ``criterion__*``, ``iterator_*__*``) and the
+    versions of Python, skcrystal, torch, skorch, scikit-learn, numpy and pymatgen
+    (``model_card(path)["versions"]``). Parameters that are no JSON value (callbacks, a
+    custom optimizer or split) are not stored, with a warning.
 
     Parameters
     ----------
@@ -86,7 +157,9 @@ def save_model(estimator: Any, path: str | os.PathLike, **card: Any) -> Path:
             "feature_names": list(table.feature_names),
             "properties": list(table.properties),
         },
+        "training_params": _stored_training_params(estimator),
         "fitted": fitted,
+        "versions": _library_versions(),
         "card": card,
     }
     path = Path(path)
@@ -119,6 +192,12 @@ def model_card(name_or_path: str | os.PathLike) -> dict[str, Any]:
 def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> Any:
     """Load a fitted estimator from a bundled name or a ``.safetensors`` path.
 
+    The estimator gets the stored network parameters and training parameters (see
+    :func:`save_model`), so that ``warm_start`` and :func:`skcrystal.finetune.fine_tune`
+    continue with the ``lr``, ``batch_size``, optimizer settings... it was trained with.
+    Files written before training parameters were stored (the bundled models among
+    them) load with the defaults for those.
+
     Examples
     --------
     >>> from pymatgen.core import Lattice, Structure
@@ -147,7 +226,9 @@ def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> Any:
     fitted = description.get("fitted")
     if fitted is None:
         fitted = {key: description[key] for key in ("target_mean", "target_scale", "y_was_1d")}
-    estimator = classes[description["estimator"]](**description["params"], device=device)
+    training = _restored_training_params(description.get("training_params", {}), path)
+    cls = classes[description["estimator"]]
+    estimator = cls(**description["params"], **training, device=device)
     builder = CrystalGraphTransformer(cutoff, max_neighbors, atom_features=table)
     return estimator.restore(builder, tensors, **fitted)
 

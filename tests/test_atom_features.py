@@ -229,9 +229,9 @@ def test_get_atom_feature_table(table, tmp_path):
     path.write_text(json.dumps({"26": [0.0, 1.0]}))
     assert get_atom_feature_table(path).known[26]
     assert get_atom_feature_table(str(path)).known[26]
-    with pytest.raises(ValueError, match="neither 'cgcnn' nor an existing"):
+    with pytest.raises(ValueError, match=r"neither a table name \('cgcnn', 'cgcnn-authors'\)"):
         get_atom_feature_table("magpie")
-    with pytest.raises(ValueError, match="must be 'cgcnn'"):
+    with pytest.raises(ValueError, match="must be a table name"):
         get_atom_feature_table(3)
 
 
@@ -309,3 +309,59 @@ def test_authors_table_is_not_shipped():
     """The package rebuilds the table; no copy of atom_init.json may be committed."""
     package = REPO / "skcrystal"
     assert not list(package.rglob("atom_init*.json"))
+
+
+def test_authors_table_by_name(authors_table):
+    """'cgcnn-authors' is the authors' file exactly, with the column names of 'cgcnn'."""
+    from skcrystal.graphs.atom_features import cgcnn_authors_atom_features
+
+    authors = get_atom_feature_table("cgcnn-authors")
+    assert authors is cgcnn_authors_atom_features()
+    assert authors.name == "cgcnn-authors"
+    np.testing.assert_array_equal(authors.values, authors_table)
+    assert authors.known[1:].all() and authors.max_z == 100
+    assert authors.feature_names == cgcnn_atom_features().feature_names
+
+
+def test_authors_table_in_graphs(pymatgen_structures):
+    """Graphs built with the authors' table carry its rows: F differs from the rebuilt table."""
+    from skcrystal import CrystalGraphTransformer
+
+    structure = pymatgen_structures["La2CoO4F"]
+    fluorine = np.array([site.specie.Z == 9 for site in structure])
+    rows = {}
+    for name in ("cgcnn", "cgcnn-authors"):
+        graphs = CrystalGraphTransformer(atom_features=name).transform([structure])
+        assert graphs.atom_features.name == name
+        rows[name] = graphs.atom_features.lookup(graphs.species_z)
+    np.testing.assert_array_equal(rows["cgcnn-authors"][fluorine][0], get_atom_feature_table(
+        "cgcnn-authors").values[9])
+    assert not np.array_equal(rows["cgcnn"][fluorine], rows["cgcnn-authors"][fluorine])
+    np.testing.assert_array_equal(rows["cgcnn"][~fluorine], rows["cgcnn-authors"][~fluorine])
+
+
+def test_shipped_element_data_matches_mendeleev():
+    """skcrystal/graphs/element_data.csv is what tools/element_data.py writes from mendeleev."""
+    import importlib.util
+
+    pytest.importorskip("mendeleev", reason="mendeleev is part of the [test] extra")
+    spec = importlib.util.spec_from_file_location("element_data", REPO / "tools/element_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    shipped = (REPO / "skcrystal" / "graphs" / "element_data.csv").read_text()
+    assert shipped == module.element_data_csv()
+
+
+def test_no_mendeleev_at_run_time():
+    """Building the table reads the shipped element data; mendeleev is not a dependency."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['mendeleev'] = None\n"
+        "from skcrystal.graphs.atom_features import cgcnn_atom_features\n"
+        "print(int(cgcnn_atom_features().known.sum()))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "100"

@@ -44,7 +44,7 @@ def test_loads_architecture_and_normalizer(formation_energy):
     reg = CGCNNRegressor.from_cgcnn_checkpoint(formation_energy)
     assert (reg.atom_fea_len, reg.n_conv, reg.h_fea_len, reg.n_h) == (64, 4, 32, 1)
     assert len(reg.module_.convs) == 4 and not reg.module_.training
-    assert reg.graph_settings_ == (8.0, 12, "cgcnn")
+    assert reg.graph_settings_ == (8.0, 12, "cgcnn-authors")  # the table it was trained with
     assert reg.target_mean_ == pytest.approx([-1.699178719088435])
     assert reg.target_scale_ == pytest.approx([1.0563029540802564])
     state = read_foreign_checkpoint(formation_energy)["state_dict"]
@@ -73,9 +73,12 @@ def test_matches_authors_forward_pass(formation_energy, atom_init, crystals):
 @pytest.mark.parametrize(
     ("table", "max_mae"), [("authors", MAX_MAE_AUTHORS_TABLE), ("cgcnn", MAX_MAE_OUR_TABLE)]
 )
-def test_mae_on_materials_project(formation_energy, atom_init, crystals, table, max_mae):
-    atom_features = atom_init if table == "authors" else "cgcnn"
-    reg = CGCNNRegressor.from_cgcnn_checkpoint(formation_energy, atom_features=atom_features)
+def test_mae_on_materials_project(formation_energy, crystals, table, max_mae):
+    """The default table is the authors' ("cgcnn-authors"): the weights' own inputs."""
+    params = {} if table == "authors" else {"atom_features": "cgcnn"}
+    reg = CGCNNRegressor.from_cgcnn_checkpoint(formation_energy, **params)
+    expected = "cgcnn-authors" if table == "authors" else "cgcnn"
+    assert reg.graph_builder_.fit().atom_feature_table_.name == expected
     predictions = reg.predict(crystals["structure"].tolist())
     y = crystals["e_form"].to_numpy()
     mae = np.abs(predictions - y).mean()

@@ -250,6 +250,18 @@ def test_default_teacher_is_bundled_and_mismatched_graphs_are_refused(data):
         )
 
 
+def test_students_build_graphs_with_the_teachers_atom_features(data):
+    """A teacher trained on the authors' table (as the 800K one) gets graphs built with it."""
+    structures, y = data[0][:40], data[1][:40]
+    builder = CrystalGraphTransformer(atom_features="cgcnn-authors", symmetry=True)
+    teacher = CrysGNNPretrainer(**{**TEACHER_FAST, "max_epochs": 1}).fit(
+        builder.transform(structures)
+    )
+    reg = DistilledRegressor(teacher=teacher, **{**REG_FAST, "max_epochs": 1}).fit(structures, y)
+    assert reg.graph_settings_ == (8.0, 12, "cgcnn-authors")
+    assert reg.predict(structures[:3]).shape == (3,)
+
+
 def test_crysgnn_800k_offline_fails_at_once_with_instructions(tmp_path, monkeypatch):
     monkeypatch.setenv("SKCRYSTAL_CACHE", str(tmp_path))
     monkeypatch.setattr("skcrystal.hub.CRYSGNN_800K_URL", "http://127.0.0.1:9/crysgnn.pth.tar")

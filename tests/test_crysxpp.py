@@ -19,6 +19,7 @@ from skcrystal import CrysAEPretrainer, CrystalGraphs, CrystalGraphTransformer, 
 from skcrystal.checkpoints import read_foreign_checkpoint
 from skcrystal.datasets import load_mp_formation_energy
 from skcrystal.estimators.data import CrystalGraphDataset
+from skcrystal.explain import MaskNotSelectiveWarning
 from skcrystal.graphs.atom_features import cgcnn_atom_features
 from skcrystal.nn.crysae import CrysAE, CrysAELoss, connectivity_pairs
 
@@ -265,7 +266,8 @@ def test_strong_l1_shrinks_the_mask_and_the_fit_still_beats_the_mean(pretrainer,
     assert np.all(np.abs(weak.feature_importances_ - 1) < 0.1)
 
 
-def test_explain_groups_sum_to_the_importances(pretrainer, graphs, data):
+def test_explain_ranks_by_mean_not_by_column_count(pretrainer, graphs, data):
+    """A property's importance is its columns' mean |mask|, not their sum (group has 19)."""
     reg = CrysXPPRegressor(encoder=pretrainer, l1=0.1, **REG_FAST).fit(graphs, data[1])
     table = reg.explain()
     importances = reg.feature_importances_
@@ -273,16 +275,64 @@ def test_explain_groups_sum_to_the_importances(pretrainer, graphs, data):
     assert table.index[0] in properties and table.index.is_unique
     assert table["n_columns"].sum() == 92 and set(table.index) == set(properties)
     for prop, row in table.iterrows():
-        assert row["importance"] == pytest.approx(importances[properties == prop].sum())
+        assert row["importance"] == pytest.approx(importances[properties == prop].mean())
+        assert row["total"] == pytest.approx(importances[properties == prop].sum())
     assert table["importance"].is_monotonic_decreasing
-    assert table["importance"].sum() == pytest.approx(importances.sum())
+    assert 0 < table.attrs["uniformity"] <= 1
     with pytest.raises(ValueError, match="3 entries for 92"):
         reg.explain(properties=["a", "b", "c"])
 
 
-def test_encoder_is_required_and_must_fit(graphs, data, pretrainer, weights):
-    with pytest.raises(ValueError, match=r"needs a pretrained encoder.*CGCNNRegressor"):
-        CrysXPPRegressor(**REG_FAST).fit(graphs, data[1])
+def test_explain_on_crystals_weights_the_columns_by_their_atoms(pretrainer, graphs, data):
+    """explain(X): the mean gate over X's atoms; bins no atom of X has do not count."""
+    reg = CrysXPPRegressor(encoder=pretrainer, l1=0.1, **REG_FAST).fit(graphs, data[1])
+    crystals = graphs[:5]
+    table = reg.explain(crystals)
+    features = crystals.atom_features.lookup(crystals.species_z)
+    counts = (features * crystals.species_occupancy[:, None]).sum(axis=0)
+    properties = np.array(cgcnn_atom_features().properties)
+    importances = reg.feature_importances_
+    for prop, row in table.iterrows():
+        columns = properties == prop
+        expected = (importances[columns] * counts[columns]).sum() / counts[columns].sum()
+        assert row["importance"] == pytest.approx(expected)
+    # one atom, one column per property: the weighted mean is the mask of that column
+    oxygen_row = cgcnn_atom_features().lookup([8])[0].astype(bool)
+    structure = Structure(Lattice.cubic(3.0), ["O"], [[0, 0, 0]])
+    single = reg.explain([structure])
+    for prop, row in single.iterrows():
+        column = oxygen_row & (properties == prop)
+        if column.any():
+            assert row["importance"] == pytest.approx(importances[column][0])
+        else:  # oxygen has no value in this property
+            assert np.isnan(row["importance"])
+
+
+def test_explain_warns_when_the_mask_does_not_select(pretrainer, graphs, data):
+    """Without a penalty the mask stays near its uniform start: explain() says so."""
+    reg = CrysXPPRegressor(encoder=pretrainer, l1=0.0, **REG_FAST).fit(graphs, data[1])
+    with pytest.warns(MaskNotSelectiveWarning, match="nearly uniform"):
+        table = reg.explain()
+    assert table.attrs["uniformity"] > 0.9
+
+
+def test_default_encoder_is_the_bundled_crysae_and_none_is_random_init(graphs, data):
+    from skcrystal.hub import load_model
+
+    reg = CrysXPPRegressor(**{**REG_FAST, "max_epochs": 0}).fit(graphs[:60], data[1][:60])
+    assert reg.encoder == "crysae-mp" and "convs.0.fc_full.weight" in reg.transferred_params_
+    crysae = load_model("crysae-mp").module_.state_dict()
+    key = "convs.2.bn2.weight"
+    torch.testing.assert_close(reg.module_.state_dict()[key], crysae[key])
+    trained = CrysXPPRegressor(**REG_FAST).fit(graphs[:60], data[1][:60])
+    assert np.isfinite(trained.predict(graphs[:60])).all()
+    scratch = CrysXPPRegressor(encoder=None, **REG_FAST).fit(graphs[:60], data[1][:60])
+    assert scratch.transferred_params_ == ()
+    first = scratch.module_.convs[0].fc_full.weight
+    assert not torch.equal(first, reg.module_.convs[0].fc_full.weight)
+
+
+def test_encoder_must_fit(graphs, data, pretrainer, weights):
     with pytest.raises(ValueError, match=r"3 convolutions.*n_conv=2"):
         CrysXPPRegressor(encoder=weights / "model_pretrain.pth", n_conv=2, **REG_FAST).fit(
             graphs[:20], data[1][:20]
@@ -390,8 +440,9 @@ def test_authors_crysxpp_mae_on_materials_project(authors_regressor, data_home):
     mae = np.abs(authors_regressor.predict(crystals["structure"].tolist()) - y).mean()
     assert mae < MAX_MAE_AUTHORS
     assert mae < 0.5 * np.abs(y - y.mean()).mean()
-    table = authors_regressor.explain(properties=cgcnn_atom_features().properties)
-    assert len(table) == 9  # the released mask stays near 1: trained without the penalty
+    with pytest.warns(MaskNotSelectiveWarning):  # released mask near 1: trained without L1
+        table = authors_regressor.explain(properties=cgcnn_atom_features().properties)
+    assert len(table) == 9
     assert np.all(np.abs(authors_regressor.feature_importances_ - 1) < 0.05)
 
 
@@ -420,6 +471,7 @@ def test_hub_round_trip(authors_regressor, data, tmp_path):
     path = save_model(authors_regressor, tmp_path / "crysxpp.safetensors")
     restored = load_model(path)
     assert isinstance(restored, CrysXPPRegressor)
+    assert restored.encoder is None and authors_regressor.encoder is None  # weights from files
     np.testing.assert_array_equal(
         restored.feature_importances_, authors_regressor.feature_importances_
     )

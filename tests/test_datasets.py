@@ -31,6 +31,7 @@ from skcrystal.datasets import (
 
 N_MP = 36_737
 N_MP_WITH_GAP = 36_476
+JARVIS_SAMPLE = "jarvis_optb88vdw_gap_sample50.tar.xz"
 
 
 @pytest.fixture
@@ -147,8 +148,148 @@ def test_broken_cif_is_named(cgcnn_folder, n_jobs):
 
 def test_missing_cif_is_named(cgcnn_folder):
     (cgcnn_folder / "mp-149.cif").unlink()
-    with pytest.raises(ValueError, match=r"cif_id 'mp-149' but mp-149\.cif is missing"):
+    message = f"id_prop.csv row 3 lists cif_id 'mp-149', but {cgcnn_folder} holds no file"
+    with pytest.raises(ValueError, match=re.escape(message) + r" mp-149\.cif\Z"):
         load_cgcnn_folder(cgcnn_folder)
+
+
+@pytest.fixture
+def alignn_folder(data_home, tmp_path, fresh_cache) -> Path:
+    """The real ALIGNN/JARVIS sample: id_prop.csv names the POSCAR files themselves."""
+    with tarfile.open(data_home / "jarvis_alignn_sample" / JARVIS_SAMPLE) as tar:
+        tar.extractall(tmp_path, filter="data")
+    return tmp_path / "jarvis_alignn_sample"
+
+
+def test_alignn_folder_whose_ids_name_the_files(alignn_folder, data_home):
+    rows = pd.read_csv(alignn_folder / "id_prop.csv", header=None, names=["file", "gap"])
+    data = load_cgcnn_folder(alignn_folder)
+    assert data.index.tolist() == rows["file"].tolist()  # all 50, the first row included
+    assert data["target"].tolist() == rows["gap"].tolist()
+    assert data.loc["POSCAR-JVASP-90856.vasp", "structure"].matches(
+        Structure.from_file(alignn_folder / "POSCAR-JVASP-90856.vasp")
+    )
+    archive = load_cgcnn_folder(data_home / "jarvis_alignn_sample" / JARVIS_SAMPLE)
+    assert archive.index.tolist() == data.index.tolist()
+
+
+def test_ids_with_and_without_extension_in_one_folder(cgcnn_folder, alignn_folder):
+    poscar = "POSCAR-JVASP-90856.vasp"
+    (cgcnn_folder / poscar).write_bytes((alignn_folder / poscar).read_bytes())
+    with (cgcnn_folder / "id_prop.csv").open("a") as id_prop:
+        id_prop.write(f"{poscar},0.5\n")
+    data = load_cgcnn_folder(cgcnn_folder)
+    assert data.index.tolist() == [*_crystals(), poscar]
+    assert data.loc[poscar, "structure"].composition.reduced_formula == "TiCuSiAs"
+
+
+def test_missing_named_file_is_refused_naming_the_row(alignn_folder):
+    (alignn_folder / "POSCAR-JVASP-10.vasp").unlink()  # row 5 of id_prop.csv
+    message = (
+        f"id_prop.csv row 5 lists cif_id 'POSCAR-JVASP-10.vasp', but {alignn_folder} holds "
+        "no file POSCAR-JVASP-10.vasp or POSCAR-JVASP-10.vasp.cif"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_cgcnn_folder(alignn_folder)
+
+
+# --------------------------------------------------------------------------- subsets and splits
+
+
+def test_sample_of_a_folder_is_random_reproducible_and_in_file_order(alignn_folder):
+    ids = pd.read_csv(alignn_folder / "id_prop.csv", header=None)[0].tolist()
+    first = load_cgcnn_folder(alignn_folder, sample=10, random_state=0)
+    again = load_cgcnn_folder(alignn_folder, sample=10, random_state=0)
+    other = load_cgcnn_folder(alignn_folder, sample=10, random_state=1)
+    assert first.index.tolist() == again.index.tolist() != other.index.tolist()
+    assert first.index.tolist() != ids[:10]
+    positions = [ids.index(cif_id) for cif_id in first.index]
+    assert positions == sorted(positions) and len(set(positions)) == 10
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"limit": 5, "sample": 5}, "cannot be combined"),
+        ({"limit": 5, "split": "test"}, "cannot be combined"),
+        ({"split": "validation"}, "choose one of train, valid, test"),
+        ({"sample": 0}, "sample=0: expected a positive integer"),
+        ({"sample": 2.5}, "sample=2.5: expected a positive integer"),
+    ],
+)
+def test_bad_row_selection_is_refused(data_home, kwargs, reason):
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        load_mp_formation_energy(**kwargs)
+
+
+def test_sample_larger_than_the_data_is_refused(cgcnn_folder):
+    with pytest.raises(ValueError, match="sample=4: there are only 3 rows"):
+        load_cgcnn_folder(cgcnn_folder, sample=4, random_state=0)
+
+
+def _accuracy_mp_split(n, seed=0, train_fraction=0.2):
+    """The split of benchmarks/accuracy_mp.py as it trained the bundled models."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_train, n_valid = int(train_fraction * n), int(0.1 * n)
+    return order[:n_train], order[n_train : n_train + n_valid], order[n_train + n_valid :]
+
+
+def test_mp_split_is_the_split_of_the_bundled_models(data_home, derived_targets):
+    ids = datasets.mp_split()
+    counts = {part: len(rows) for part, rows in ids.items()}
+    assert counts == {"train": 7347, "valid": 3673, "test": 25717}  # as in the model card
+    assert ids["test"][:5].tolist() == ["12467", "508", "35816", "33263", "1466"]
+    assert ids["train"][:3].tolist() == ["4642", "24602", "21224"]
+    every = np.concatenate([rows.to_numpy() for rows in ids.values()])
+    assert len(set(every)) == N_MP and set(every) == set(derived_targets.index)
+    # The same rows as the benchmark's split of the loader's row order (id_prop.csv's).
+    order = derived_targets.index
+    for rows, positions in zip(ids.values(), _accuracy_mp_split(N_MP), strict=True):
+        assert rows.tolist() == order[positions].tolist()
+
+
+def test_mp_split_of_the_band_gap_rows(data_home, derived_targets):
+    ids = datasets.mp_split("gap_pbe")
+    assert [len(rows) for rows in ids.values()] == [7295, 3647, 25534]
+    assert ids["test"][:3].tolist() == ["8595", "18721", "11637"]
+    with_gap = derived_targets.dropna(subset="gap_pbe_megnet2018_eV").index
+    for rows, positions in zip(ids.values(), _accuracy_mp_split(N_MP_WITH_GAP), strict=True):
+        assert rows.tolist() == with_gap[positions].tolist()
+    with pytest.raises(ValueError, match="choose 'e_form' or 'gap_pbe'"):
+        datasets.mp_split("band_gap")
+
+
+def test_benchmark_script_uses_the_library_split():
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    try:
+        from accuracy_mp import split
+    finally:
+        sys.path.pop(0)
+    expected = _accuracy_mp_split(1000, 0, 0.4)
+    for got, want in zip(split(1000, train_fraction=0.4), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_split_and_sample_load_the_rows_they_name(data_home, derived_targets):
+    test_ids = datasets.mp_split()["test"]
+    data = load_mp_formation_energy(split="test", sample=20, random_state=0)
+    positions = test_ids.get_indexer(data.index)
+    assert (positions >= 0).all() and (np.diff(positions) > 0).all()  # in the split's order
+    np.testing.assert_allclose(
+        data["e_form"], derived_targets.loc[data.index, "e_form_cgcnn_eV_per_atom"], atol=1e-9
+    )
+    gaps = load_mp_band_gap(split="train", sample=20, random_state=0)
+    assert gaps.index.isin(datasets.mp_split("gap_pbe")["train"]).all()
+    assert gaps["gap_pbe"].notna().all() and len(gaps) == 20
+
+
+def test_mp_sample_is_not_the_first_rows(data_home):
+    data = load_mp_formation_energy(sample=50, random_state=0)
+    again = load_mp_formation_energy(sample=50, random_state=0)
+    assert data.index.tolist() == again.index.tolist()
+    assert data.index.astype(int).max() > 10_000  # spread over the file, not its head
+    unseeded = [load_mp_formation_energy(sample=5).index.tolist() for _ in range(2)]
+    assert unseeded[0] != unseeded[1]
 
 
 def test_archive_needs_one_id_prop(cgcnn_folder, tmp_path):
@@ -167,7 +308,7 @@ def test_parsed_folder_is_cached_until_it_changes(cgcnn_folder, fresh_cache, mon
     def no_parsing(*args):
         raise AssertionError("parsed again")
 
-    monkeypatch.setattr(datasets, "_parse_cifs", no_parsing)
+    monkeypatch.setattr(datasets, "_parse_files", no_parsing)
     assert load_cgcnn_folder(cgcnn_folder)["target"].tolist() == [-1.5, 0.25, 0.0]
     (cgcnn_folder / "id_prop.csv").write_text("0,9.5\n")
     with pytest.raises(AssertionError, match="parsed again"):

@@ -1,11 +1,15 @@
 """Saving/loading models as safetensors, bundled models, and the `skcrystal` command."""
 
+import tarfile
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
 from skcrystal import CGCNNRegressor, CrysAEPretrainer, CrystalGraphTransformer
-from skcrystal.cli import main
+from skcrystal.cli import _load_data, main
 from skcrystal.hub import available_models, load_model, model_card, save_model
 
 
@@ -124,3 +128,103 @@ def test_cli_refuses_what_cannot_work_in_one_line(tmp_path, mp_subset, capsys):
         assert main(argv) == 1
         err = capsys.readouterr().err.strip()
         assert reason in err and "\n" not in err, err
+
+
+N_CGCNN = 30
+
+
+@pytest.fixture(scope="module")
+def cgcnn_folder(data_home, tmp_path_factory):
+    """The first crystals of the real MP set, in the CGCNN layout (headerless id_prop.csv)."""
+    folder = tmp_path_factory.mktemp("cgcnn")
+    wanted = {f"mp_cgcnn_formation_energy/{i}.cif" for i in range(N_CGCNN)}
+    with tarfile.open(data_home / "mp_cgcnn_formation_energy.tar.xz") as tar:
+        for member in tar:
+            if member.name in wanted:
+                (folder / Path(member.name).name).write_bytes(tar.extractfile(member).read())
+            elif member.name.endswith("/id_prop.csv"):
+                rows = tar.extractfile(member).read().decode().splitlines()[:N_CGCNN]
+    (folder / "id_prop.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def alignn_folder(data_home, tmp_path_factory):
+    """The real ALIGNN/JARVIS sample: 70 POSCARs, an id_prop.csv naming 50 of them."""
+    root = tmp_path_factory.mktemp("alignn")
+    archive = data_home / "jarvis_alignn_sample" / "jarvis_optb88vdw_gap_sample50.tar.xz"
+    with tarfile.open(archive) as tar:
+        tar.extractall(root, filter="data")
+    return root / "jarvis_alignn_sample"
+
+
+@pytest.mark.parametrize("layout", ["cgcnn", "alignn"])
+def test_id_prop_csv_reads_as_its_folder(layout, cgcnn_folder, alignn_folder):
+    folder = cgcnn_folder if layout == "cgcnn" else alignn_folder
+    first_id, first_value = (folder / "id_prop.csv").read_text().splitlines()[0].split(",")
+    X, y = _load_data(folder / "id_prop.csv", None)
+    X_folder, y_folder = _load_data(folder, None)
+    assert len(X) == len(y) == {"cgcnn": N_CGCNN, "alignn": 50}[layout]  # no row lost
+    assert y.name == "target" and y.index[0] == first_id and y.iloc[0] == float(first_value)
+    pd.testing.assert_series_equal(y, y_folder)
+    assert all(a == b for a, b in zip(X, X_folder, strict=True))
+
+
+def test_cli_fit_on_a_cgcnn_id_prop_csv(cgcnn_folder, tmp_path, capsys):
+    model = tmp_path / "m.safetensors"
+    argv = ["fit", "--data", str(cgcnn_folder / "id_prop.csv"), "--epochs", "2"]
+    assert main([*argv, "--out", str(model)]) == 0
+    assert model_card(model)["card"]["target"] == "target"
+
+
+def test_cli_refuses_a_csv_whose_header_is_data(alignn_folder, tmp_path, capsys):
+    headerless = tmp_path / "gaps.csv"  # ALIGNN rows, with paths, but no header line
+    rows = (alignn_folder / "id_prop.csv").read_text().splitlines()
+    headerless.write_text("".join(f"{alignn_folder}/{row}\n" for row in rows))
+    assert main(["fit", "--data", str(headerless), "--out", str(tmp_path / "m.st")]) == 1
+    err = capsys.readouterr().err.strip()
+    first = f"{alignn_folder}/{rows[0].split(',')[0]}"
+    assert f"looks like data, not a header ({first!r} is a number or a file)" in err
+    assert "\n" not in err
+    numeric_ids = tmp_path / "ids.csv"
+    numeric_ids.write_text("1,-1.79\n2,-1.25\n")
+    assert main(["pretrain", "--data", str(numeric_ids), "--out", str(tmp_path / "m.st")]) == 1
+    assert "('1' is a number or a file)" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:.*neighbour graph does not repeat")  # JARVIS 2-D layers
+def test_cli_predict_expands_folders_and_patterns(small_model, alignn_folder, tmp_path, capsys):
+    reg, _ = small_model
+    model = save_model(reg, tmp_path / "m.safetensors")
+    out = tmp_path / "out.csv"
+    assert main(["predict", str(model), str(alignn_folder), "--csv", str(out)]) == 0
+    table = pd.read_csv(out, index_col="file")
+    poscars = sorted(alignn_folder.glob("POSCAR-*.vasp"))
+    assert table.index.tolist() == [str(p) for p in poscars] and len(poscars) == 70
+    nested = tmp_path / "a" / "b"
+    nested.mkdir(parents=True)
+    for poscar in poscars[:3]:
+        (nested / poscar.name).write_bytes(poscar.read_bytes())
+    (nested / "notes.txt").write_text("not a crystal")
+    pattern = str(tmp_path / "**" / "*.vasp")  # quoted: the shell leaves it to skcrystal
+    assert main(["predict", str(model), pattern, "--csv", str(out)]) == 0
+    table = pd.read_csv(out, index_col="file")
+    assert table.index.tolist() == [str(nested / p.name) for p in poscars[:3]]
+    np.testing.assert_allclose(
+        table.prediction, reg.predict([str(p) for p in poscars[:3]]), atol=1e-5
+    )
+
+
+def test_cli_predict_refuses_what_matches_nothing(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a crystal")
+    cases = [
+        (str(empty), "the folder holds no *.cif, *.vasp, POSCAR*, CONTCAR* file"),
+        (str(tmp_path / "**" / "*.cif"), "the pattern matches no file"),
+        (str(tmp_path / "missing.cif"), "no such file or folder"),
+    ]
+    for argument, reason in cases:
+        assert main(["predict", "cgcnn-mp-formation-energy", argument]) == 1
+        err = capsys.readouterr().err.strip()
+        assert f"skcrystal predict: error: {argument}: {reason}" in err and "\n" not in err

@@ -2,13 +2,15 @@
 
 Input coercion (structures or :class:`CrystalGraphs`), target standardisation fitted on
 the training rows, the internal validation split, early stopping on validation MAE,
-seeding, and batching through :class:`CrystalGraphDataset`.
+seeding, sample weights, non-negative outputs, and batching through
+:class:`CrystalGraphDataset`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,8 @@ from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet, NeuralNetRegressor
 from skorch.callbacks import EarlyStopping, ProgressBar
+from skorch.utils import to_tensor
+from torch.nn import functional as F
 from torch.utils.data import Subset
 
 from skcrystal.estimators.callbacks import ValidMAE
@@ -64,6 +68,16 @@ def checkpoint_graph_builder(
             f"{table.name!r} has {table.n_features}"
         )
     return CrystalGraphTransformer(cutoff, max_neighbors, table)
+
+
+def _differs(value: Any, default: Any) -> bool:
+    """Whether a parameter value differs from its default (for :meth:`__repr__`)."""
+    if value is default:
+        return False
+    try:
+        return bool(value != default)
+    except (TypeError, ValueError):  # arrays and other values without a truth value
+        return repr(value) != repr(default)
 
 
 class CrystalGraphNet(NeuralNet):
@@ -121,6 +135,65 @@ class CrystalGraphNet(NeuralNet):
     #: them instead of cloning them unfitted; a dict value is copied one level deep.
     shared_params: tuple[str, ...] = ()
 
+    #: Attributes that together make the estimator fitted (trained or restored).
+    fitted_attributes: tuple[str, ...] = ("module_", "graph_settings_")
+
+    #: Training parameters (besides those that build the network) that
+    #: :func:`skcrystal.hub.save_model` stores and :func:`~skcrystal.hub.load_model`
+    #: restores, so that ``warm_start`` and ``fine_tune`` continue with them; parameters
+    #: starting with one of :attr:`training_param_prefixes` are stored too.
+    training_param_names: tuple[str, ...] = (
+        "optimizer",
+        "lr",
+        "max_epochs",
+        "batch_size",
+        "early_stopping",
+        "validation_fraction",
+        "n_iter_no_change",
+        "random_state",
+        "train_split",
+    )
+    training_param_prefixes: tuple[str, ...] = (
+        "optimizer__",
+        "criterion__",
+        "iterator_train__",
+        "iterator_valid__",
+    )
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """True once trained or restored: the network and the graph settings exist.
+
+        What :func:`sklearn.utils.validation.check_is_fitted` (and tools built on it, such
+        as conformal prediction wrappers) asks. skorch's own answer is "the network is
+        initialised"; here every attribute of :attr:`fitted_attributes` must be set
+        (regressors: also the target scaling).
+        """
+        return all(hasattr(self, name) for name in self.fitted_attributes)
+
+    def __repr__(self) -> str:
+        """``ClassName(param=value, ...)``: the parameters that differ from the defaults, by name.
+
+        The scikit-learn convention (skorch's own repr prints the module instead); the
+        trained network is ``module_``.
+        """
+        defaults = type(self)().get_params(deep=False)
+        changed = {
+            name: value
+            for name, value in sorted(self.get_params(deep=False).items())
+            if not name.startswith("_")
+            and (name not in defaults or _differs(value, defaults[name]))
+        }
+        args = ", ".join(f"{name}={value!r}" for name, value in changed.items())
+        return f"{type(self).__name__}({args})"
+
+    def training_params(self) -> dict[str, Any]:
+        """The training parameters that :func:`skcrystal.hub.save_model` stores, by name."""
+        return {
+            name: value
+            for name, value in self.get_params(deep=False).items()
+            if name in self.training_param_names or name.startswith(self.training_param_prefixes)
+        }
+
     def __sklearn_clone__(self):
         """Clone the parameters, sharing those in :attr:`shared_params`."""
         params = self.get_params(deep=False)
@@ -151,9 +224,13 @@ class CrystalGraphNet(NeuralNet):
         return params
 
     # --- callbacks and splitting ------------------------------------------------------------
+    def _stops_early(self) -> bool:
+        """Early stopping runs when asked for and there is a validation set to watch."""
+        return bool(self.early_stopping) and self.train_split is not None
+
     def get_default_callbacks(self) -> list:
         callbacks = [*super().get_default_callbacks(), *self.scoring_callbacks()]
-        if self.early_stopping:
+        if self._stops_early():
             stopping = EarlyStopping(
                 monitor=self.early_stopping_monitor,
                 patience=self.n_iter_no_change,
@@ -181,6 +258,13 @@ class CrystalGraphNet(NeuralNet):
                 "pass validation_data, or set early_stopping=False"
             )
         order = np.random.default_rng(self.random_state).permutation(n)
+        weight = getattr(dataset, "sample_weight", None)
+        if weight is not None and not weight[order[:n_valid]].any():
+            raise ValueError(
+                f"all {n_valid} validation crystals have sample_weight 0, so there is no "
+                "validation error to stop on; change random_state or validation_fraction, "
+                "pass validation_data, or set early_stopping=False"
+            )
         return Subset(dataset, order[n_valid:].tolist()), Subset(dataset, order[:n_valid].tolist())
 
     def get_iterator(self, dataset, training=False):
@@ -234,6 +318,12 @@ class CrystalGraphNet(NeuralNet):
         if not (self.warm_start and self.initialized_):
             self.graph_settings_ = (graphs.cutoff, graphs.max_neighbors, graphs.atom_features.name)
             self.n_atom_features_ = graphs.atom_features.n_features
+            if self.graph_builder is None:  # graphs built elsewhere: crystals given later
+                self.graph_builder_.set_params(  # are built with the same settings
+                    cutoff=graphs.cutoff,
+                    max_neighbors=graphs.max_neighbors,
+                    atom_features=graphs.atom_features,
+                )
         self._check_settings(graphs)
         return graphs
 
@@ -243,6 +333,19 @@ class CrystalGraphNet(NeuralNet):
         """Train on ``train``, validating on ``valid`` (or per ``train_split`` when None)."""
         if valid is not None:
             self._check_settings(valid.graphs)
+            if self.train_split != "auto":
+                raise ValueError(
+                    f"validation_data needs train_split='auto', got train_split="
+                    f"{self.train_split!r}, which would ignore it"
+                )
+        if self.early_stopping and self.train_split is None:
+            warnings.warn(
+                "train_split=None leaves no validation crystals, so early stopping is off "
+                f"and training runs all max_epochs={self.max_epochs} epochs; set "
+                "early_stopping=False to say so (and silence this warning)",
+                UserWarning,
+                stacklevel=3,
+            )
         self.validation_set_ = valid
         if self.warm_start and self.initialized_:
             self.initialize_callbacks()  # parameters such as early_stopping may have changed
@@ -289,12 +392,68 @@ class CrystalGraphRegressorBase(CrystalGraphNet, NeuralNetRegressor):
     """
 
     early_stopping_monitor = "valid_mae"
+    fitted_attributes = (*CrystalGraphNet.fitted_attributes, "target_mean_")
 
-    def __init__(self, module, *, criterion=torch.nn.MSELoss, **kwargs: Any) -> None:
+    #: The values of ``nonnegative``.
+    nonnegative_options = (False, "clip", "softplus")
+
+    def __init__(
+        self,
+        module,
+        *,
+        criterion=torch.nn.MSELoss,
+        nonnegative: bool | str = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(module, criterion=criterion, **kwargs)
+        self.nonnegative = nonnegative
+
+    def __sklearn_tags__(self):
+        """Regression tags: one or several targets (``y`` 1-D or 2-D)."""
+        tags = super().__sklearn_tags__()
+        tags.target_tags.single_output = True
+        tags.target_tags.multi_output = True
+        return tags
 
     def scoring_callbacks(self) -> list:
         return [("valid_mae", ValidMAE())]
+
+    def saved_params(self) -> dict[str, Any]:
+        """The network parameters plus ``nonnegative``, which shapes the predictions."""
+        return {**super().saved_params(), "nonnegative": self.nonnegative}
+
+    def _check_nonnegative(self, y: np.ndarray, name: str = "y") -> None:
+        """Refuse an unknown ``nonnegative`` and, when it is on, negative targets."""
+        if self.nonnegative not in self.nonnegative_options:
+            raise ValueError(
+                f"nonnegative must be False, 'clip' or 'softplus', got {self.nonnegative!r}"
+            )
+        if self.nonnegative and (y < 0).any():
+            row = int(np.flatnonzero((y < 0).any(axis=1))[0])
+            raise ValueError(
+                f"{name}[{row}] is negative ({y[row].min():g}) but nonnegative="
+                f"{self.nonnegative!r} models targets >= 0; remove such rows or set "
+                "nonnegative=False"
+            )
+
+    def _check_sample_weight(self, sample_weight: Any, n_crystals: int) -> np.ndarray | None:
+        """Weights as a float array of shape (n_crystals,) with mean 1, or None."""
+        if sample_weight is None:
+            return None
+        weight = np.asarray(sample_weight, dtype=np.float64)
+        if weight.shape != (n_crystals,):
+            raise ValueError(
+                f"sample_weight must have shape ({n_crystals},), one weight per crystal, "
+                f"got {weight.shape}"
+            )
+        bad = np.flatnonzero(~np.isfinite(weight) | (weight < 0))
+        if len(bad):
+            raise ValueError(
+                f"sample_weight[{bad[0]}] = {weight[bad[0]]:g}: weights must be finite and >= 0"
+            )
+        if not weight.any():
+            raise ValueError("sample_weight is 0 for every crystal: nothing to fit")
+        return weight / weight.mean()
 
     def _check_targets(self, y: Any, n_crystals: int) -> np.ndarray:
         if y is None:
@@ -310,7 +469,15 @@ class CrystalGraphRegressorBase(CrystalGraphNet, NeuralNetRegressor):
         return y.reshape(len(y), -1)
 
     # --- fit / predict ----------------------------------------------------------------------
-    def fit(self, X: Any, y: Any = None, *, validation_data: tuple | None = None, **fit_params):
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        validation_data: tuple | None = None,
+        sample_weight: Any = None,
+        **fit_params,
+    ):
         """Fit on crystals ``X`` and targets ``y``.
 
         Parameters
@@ -319,29 +486,77 @@ class CrystalGraphRegressorBase(CrystalGraphNet, NeuralNetRegressor):
             pymatgen Structures (list, array, pandas Series), ASE Atoms, CIF/POSCAR paths,
             or graphs from :class:`~skcrystal.CrystalGraphTransformer`.
         y : array-like of shape (n_crystals,) or (n_crystals, n_properties)
-        validation_data : tuple (X_val, y_val), optional
+        validation_data : tuple (X_val, y_val) or (X_val, y_val, sample_weight_val), optional
             Crystals used, instead of an internal random split, to pick the best epoch
-            (early stopping) and to report ``valid_mae``.
+            (early stopping) and to report ``valid_mae``; unweighted unless the third
+            element gives their weights.
+        sample_weight : array-like of shape (n_crystals,), optional
+            Non-negative weight of each crystal in the loss, as in scikit-learn regressors
+            (through a Pipeline: ``pipe.fit(X, y, reg__sample_weight=w)``). The loss of a
+            batch is ``mean(w_i * loss_i)`` with ``w`` divided by its mean over ``X``, so
+            that multiplying all weights by a constant changes nothing and a crystal of
+            weight 0 does not count. The target standardisation uses the weighted mean
+            and standard deviation. The weights follow the crystals into the internal
+            validation split, where ``valid_loss`` and ``valid_mae`` (hence early
+            stopping) are weighted means too.
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            For targets that are not finite, or negative while ``nonnegative`` is on;
+            weights that are negative, not finite or all 0; with ``warm_start=True`` on a
+            fitted network, ``y`` with another number of target columns than the
+            network's outputs; ``validation_data`` with a ``train_split`` other than
+            "auto".
         """
         graphs = self._training_graphs(X)
         y_was_1d = np.ndim(y) == 1
         y = self._check_targets(y, len(graphs))
-        if not (self.warm_start and self.initialized_):
-            self.n_targets_ = y.shape[1]
-            self.target_mean_ = y.mean(axis=0)
-            scale = y.std(axis=0)
-            self.target_scale_ = np.where(scale > 0, scale, 1.0)
+        self._check_nonnegative(y)
+        weight = self._check_sample_weight(sample_weight, len(graphs))
+        if self.warm_start and self.initialized_:
+            self._check_n_targets(y)
+        else:
+            self._fit_target_scaling(y, weight)
             self.y_was_1d_ = y_was_1d
-        valid = None
-        if validation_data is not None:
-            X_val, y_val = validation_data
-            graphs_val = self._to_graphs(X_val)
-            valid = self._dataset(graphs_val, self._check_targets(y_val, len(graphs_val)))
-        return self._fit_datasets(self._training_dataset(graphs, y), valid, **fit_params)
+        valid = None if validation_data is None else self._validation_dataset(validation_data)
+        train = self._training_dataset(graphs, y)
+        train.sample_weight = weight
+        return self._fit_datasets(train, valid, **fit_params)
+
+    def _fit_target_scaling(self, y: np.ndarray, weight: np.ndarray | None) -> None:
+        """The (weighted) mean and standard deviation of the training targets."""
+        self.n_targets_ = y.shape[1]
+        self.target_mean_ = np.average(y, axis=0, weights=weight)
+        scale = np.sqrt(np.average((y - self.target_mean_) ** 2, axis=0, weights=weight))
+        self.target_scale_ = np.where(scale > 0, scale, 1.0)
+
+    def _check_n_targets(self, y: np.ndarray, name: str = "y") -> None:
+        if y.shape[1] != self.n_targets_:
+            raise ValueError(
+                f"{name} has {y.shape[1]} target columns but the network, fitted before, "
+                f"has {self.n_targets_} output(s); warm_start=True continues that network: "
+                "pass the same targets, or set warm_start=False to train a new one"
+            )
+
+    def _validation_dataset(self, validation_data: tuple) -> CrystalGraphDataset:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError(
+                "validation_data must be (X_val, y_val) or (X_val, y_val, sample_weight_val)"
+            )
+        X_val, y_val, *weight_val = validation_data
+        graphs = self._to_graphs(X_val)
+        y_val = self._check_targets(y_val, len(graphs))
+        self._check_n_targets(y_val, "validation_data's y")
+        self._check_nonnegative(y_val, "validation_data's y")
+        dataset = self._dataset(graphs, y_val)
+        if weight_val:
+            dataset.sample_weight = self._check_sample_weight(weight_val[0], len(graphs))
+        return dataset
 
     def fitted_state(self) -> dict[str, Any]:
         """What besides the weights makes this regressor fitted: the target scaling."""
@@ -382,6 +597,53 @@ class CrystalGraphRegressorBase(CrystalGraphNet, NeuralNetRegressor):
         """A penalty added to the training loss (none here; CrysXPP's L1 on its mask)."""
         return 0.0
 
+    # --- loss and outputs -----------------------------------------------------------------
+    def get_loss(self, y_pred, y_true, X=None, training=False) -> torch.Tensor:
+        """The criterion on standardised targets, weighted by ``X.sample_weight`` if set."""
+        return self.target_loss(y_pred, y_true, X)
+
+    def target_loss(self, y_pred, y_true, X=None) -> torch.Tensor:
+        """``criterion(y_pred, y_true)``, or ``mean(w_i * loss_i)`` for weighted crystals.
+
+        ``loss_i`` is the criterion with ``reduction="none"`` averaged over the targets of
+        crystal ``i``; any torch loss with a ``reduction`` attribute can be weighted.
+        """
+        y_true = to_tensor(y_true, device=self.device)
+        weight = getattr(X, "sample_weight", None)
+        if weight is None:
+            return self.criterion_(y_pred, y_true)
+        if not hasattr(self.criterion_, "reduction"):
+            raise TypeError(
+                f"sample_weight needs a criterion with a 'reduction' attribute (torch losses "
+                f"have one), got {type(self.criterion_).__name__}"
+            )
+        reduction, self.criterion_.reduction = self.criterion_.reduction, "none"
+        try:
+            per_value = self.criterion_(y_pred, y_true)
+        finally:
+            self.criterion_.reduction = reduction
+        per_crystal = per_value.reshape(len(per_value), -1).mean(dim=1)
+        return (weight.to(per_crystal) * per_crystal).mean()
+
+    def infer(self, x, **fit_params):
+        """The network's standardised predictions, made non-negative in original units
+        when ``nonnegative="softplus"``: ``(softplus(mean + scale * z) - mean) / scale``.
+
+        The loss (standardised MSE) and ``valid_mae`` are taken on these values, so the
+        training fits ``softplus(mean + scale * z)`` to the targets in their units.
+        """
+        output = super().infer(x, **fit_params)
+        if self.nonnegative != "softplus":
+            return output
+        if isinstance(output, tuple):  # predictions plus extra training outputs
+            return (self._softplus_in_units(output[0]), *output[1:])
+        return self._softplus_in_units(output)
+
+    def _softplus_in_units(self, z: torch.Tensor) -> torch.Tensor:
+        mean = torch.as_tensor(self.target_mean_, dtype=z.dtype, device=z.device)
+        scale = torch.as_tensor(self.target_scale_, dtype=z.dtype, device=z.device)
+        return (F.softplus(mean + scale * z) - mean) / scale
+
     def _dataset(self, graphs: CrystalGraphs, y: np.ndarray | None) -> CrystalGraphDataset:
         return CrystalGraphDataset(graphs, y, self.target_mean_, self.target_scale_)
 
@@ -391,11 +653,15 @@ class CrystalGraphRegressorBase(CrystalGraphNet, NeuralNetRegressor):
         Returns
         -------
         ndarray of shape (n_crystals,) or (n_crystals, n_properties)
-            1-D when the model was fitted on a 1-D ``y``.
+            1-D when the model was fitted on a 1-D ``y``. Never below 0 when
+            ``nonnegative`` is on ("softplus" outputs are clipped too, which only removes
+            float round-off).
         """
         check_is_fitted(self, "target_mean_")
         graphs = self._to_graphs(X)
         self._check_settings(graphs)
         scaled = super().predict(self._dataset(graphs, None))
         predictions = scaled * self.target_scale_ + self.target_mean_
+        if self.nonnegative:
+            predictions = np.maximum(predictions, 0.0)
         return predictions.ravel() if self.n_targets_ == 1 and self.y_was_1d_ else predictions

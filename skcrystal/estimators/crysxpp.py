@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 from skcrystal.checkpoints import read_foreign_checkpoint
 from skcrystal.estimators.pretrainers import CrysAEPretrainer
 from skcrystal.estimators.regressors import CGCNNRegressor
+from skcrystal.explain import property_importances
 from skcrystal.graphs import AtomFeatureTable
 from skcrystal.graphs.atom_features import get_atom_feature_table
 from skcrystal.hub import available_models, load_model
@@ -39,15 +40,20 @@ class CrysXPPRegressor(CGCNNRegressor):
 
     Parameters
     ----------
-    encoder : CrysAEPretrainer, str, path or None
+    encoder : CrysAEPretrainer, str, path or None, default="crysae-mp"
         The pretrained encoder: a fitted :class:`CrysAEPretrainer`, one saved with
         :func:`skcrystal.hub.save_model` (its ``.safetensors`` path or bundled name), or the
-        path of the authors' ``model_pretrain.pth``. Its convolution weights (``convs.*``,
-        batch-norm statistics included) initialise those of the regressor;
-        ``atom_fea_len`` and ``n_conv`` must match it. It is read, never modified, each
-        time the network is initialised, and :func:`sklearn.base.clone` shares it between
-        clones (as a fitted input, like a path, it is not refitted). None is refused by
-        :meth:`fit`: use :class:`CGCNNRegressor` for a network trained from scratch.
+        path of the authors' ``model_pretrain.pth``. The default is the CrysAE bundled
+        with the package (pretrained on the 36,737 MP crystals, default graphs), as used
+        by ``skcrystal fit``. Its convolution weights (``convs.*``, batch-norm statistics
+        included) initialise those of the regressor; ``atom_fea_len`` and ``n_conv`` must
+        match it. It is read, never modified, each time the network is initialised, and
+        :func:`sklearn.base.clone` shares it between clones (as a fitted input, like a
+        path, it is not refitted). None starts from a random initialisation (no
+        pretraining: a CGCNN with a feature selector), e.g. to measure what pretraining
+        brings. Models restored from weights (:func:`skcrystal.hub.load_model`,
+        :meth:`from_authors_checkpoint`) have ``encoder=None``: their weights come from
+        the file.
     l1 : float, default=0.01
         Weight of the L1 penalty on the mask, added to the training loss only
         (``valid_loss`` stays the plain standardised MSE): ``l1 * mean(|mask|)``, the
@@ -59,7 +65,7 @@ class CrysXPPRegressor(CGCNNRegressor):
         CrysAE embedding has no bias, so the regressor's bias starts at 0 and the network
         starts as exactly the pretrained encoder followed by a fresh head. The authors'
         code instead re-initialises the embedding (False here).
-    atom_fea_len, n_conv, h_fea_len, n_h, gaussian_step, graph_builder, **kwargs
+    atom_fea_len, n_conv, h_fea_len, n_h, gaussian_step, nonnegative, graph_builder, **kwargs
         As :class:`CGCNNRegressor` (``h_fea_len=128``, ``n_conv=3``, ``atom_fea_len=64``
         are the authors' settings too).
 
@@ -68,7 +74,8 @@ class CrysXPPRegressor(CGCNNRegressor):
     module_ : MaskedCGCNN
         The trained network; ``module_.mask`` is the feature selector.
     transferred_params_ : tuple of str
-        Names of the parameters and buffers initialised from the encoder.
+        Names of the parameters and buffers initialised from the encoder (empty with
+        ``encoder=None``).
     feature_importances_ : ndarray of shape (n_atom_features,)
         ``|mask|``.
     history_, target_mean_, target_scale_, n_targets_, graph_builder_
@@ -99,14 +106,14 @@ class CrysXPPRegressor(CGCNNRegressor):
     (92,)
     >>> table = reg.explain()  # one row per element property, most important first
     >>> table.columns.tolist(), len(table)
-    (['importance', 'n_columns', 'mean_importance'], 9)
+    (['importance', 'n_columns', 'total'], 9)
     """
 
     def __init__(
         self,
         module: type[torch.nn.Module] = MaskedCGCNN,
         *,
-        encoder: CrysAEPretrainer | str | os.PathLike[str] | None = None,
+        encoder: CrysAEPretrainer | str | os.PathLike[str] | None = "crysae-mp",
         l1: float = 0.01,
         transfer_embedding: bool = True,
         **kwargs: Any,
@@ -190,6 +197,7 @@ class CrysXPPRegressor(CGCNNRegressor):
     def initialize_module(self):
         """Build the network and, when an encoder is set, copy its weights in."""
         super().initialize_module()
+        self.transferred_params_ = ()
         if self.encoder is not None:
             self._transfer_encoder()
         return self
@@ -206,7 +214,15 @@ class CrysXPPRegressor(CGCNNRegressor):
         """The L1 penalty on the feature selector, ``l1 * mean(|mask|)``."""
         return self.l1 * self.module_.mask.abs().mean() if self.l1 else 0.0
 
-    def fit(self, X: Any, y: Any = None, *, validation_data: tuple | None = None, **fit_params):
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        validation_data: tuple | None = None,
+        sample_weight: Any = None,
+        **fit_params,
+    ):
         """Fit on crystals ``X`` and targets ``y``, starting from the pretrained encoder.
 
         Parameters and return value as :meth:`CGCNNRegressor.fit`.
@@ -214,18 +230,20 @@ class CrysXPPRegressor(CGCNNRegressor):
         Raises
         ------
         ValueError
-            If ``encoder`` is None (unless training continues with ``warm_start=True``
-            from an initialised network, e.g. one loaded by
-            :meth:`from_authors_checkpoint`), or does not fit the network.
+            If ``encoder`` does not fit the network, or for the reasons of
+            :meth:`CGCNNRegressor.fit`.
         """
-        if self.encoder is None and not (self.warm_start and self.initialized_):
-            raise ValueError(
-                "CrysXPPRegressor needs a pretrained encoder: pass "
-                "encoder=CrysAEPretrainer().fit(unlabelled_crystals) (or the path of the "
-                "authors' model_pretrain.pth). To train a CGCNN from scratch, use "
-                "CGCNNRegressor."
-            )
-        return super().fit(X, y, validation_data=validation_data, **fit_params)
+        return super().fit(
+            X, y, validation_data=validation_data, sample_weight=sample_weight, **fit_params
+        )
+
+    def restore(self, graph_builder, state_dict, **fitted):
+        """Make this estimator fitted from saved weights; sets ``encoder=None``.
+
+        The weights come from ``state_dict``, so the encoder is neither read nor needed.
+        """
+        self.encoder = None
+        return super().restore(graph_builder, state_dict, **fitted)
 
     # --- explanations ---------------------------------------------------------------------
     @property
@@ -234,48 +252,59 @@ class CrysXPPRegressor(CGCNNRegressor):
         check_is_fitted(self, "target_mean_")
         return self.module_.mask.detach().abs().cpu().numpy().astype(np.float64)
 
-    def explain(self, properties: Sequence[str] | None = None) -> pd.DataFrame:
-        """Importance of each element property: the sum of ``|mask|`` over its columns.
+    def explain(self, X: Any = None, properties: Sequence[str] | None = None) -> pd.DataFrame:
+        """Importance of each element property: the mean ``|mask|`` over its columns.
+
+        A property's importance does not grow with the number of columns it is encoded
+        on (see :func:`skcrystal.explain.property_importances`). Given crystals ``X``, it
+        is the average gate the mask applies to that property for their atoms: the mean
+        of ``|mask|`` over the property's columns, weighted by how many atoms of ``X``
+        (occupancy-weighted) fall in each column. That answers "what matters for these
+        crystals" and leaves out bins no atom of ``X`` has.
 
         Parameters
         ----------
+        X : sequence of crystals or CrystalGraphs, optional
+            Crystals whose atoms weight the columns. Default: every column counts alike.
         properties : sequence of str, optional
             The element property of each feature column. Default: the ``properties`` of
             the atom feature table of the training graphs (group, period,
-            electronegativity, ... for the ``"cgcnn"`` table). A table read from an
-            ``atom_init.json`` file does not know its columns' properties; for the authors'
-            file, whose layout is that of ``"cgcnn"``, pass
-            ``cgcnn_atom_features().properties``.
+            electronegativity, ... for ``"cgcnn"`` and ``"cgcnn-authors"``). A table read
+            from an ``atom_init.json`` file does not know its columns' properties; for a
+            file with the CGCNN layout, pass ``cgcnn_atom_features().properties``.
 
         Returns
         -------
         pandas.DataFrame
-            Indexed by ``property``, sorted by decreasing ``importance`` (the sum of
-            ``|mask|`` over the property's columns), with ``n_columns`` and
-            ``mean_importance`` (``importance / n_columns``, which does not favour
-            properties encoded on many columns). ``importance`` sums to
-            ``feature_importances_.sum()``.
+            Indexed by ``property``, sorted by decreasing ``importance``, with
+            ``n_columns`` and ``total`` (the sum of ``|mask|`` over the columns).
+            ``attrs["uniformity"]`` says how far the mask is from uniform (1: not at all,
+            see :func:`skcrystal.explain.mask_uniformity`).
+
+        Warns
+        -----
+        MaskNotSelectiveWarning
+            When the mask is nearly uniform (an unpenalised or weakly penalised fit): its
+            ranking then reflects noise, not the element properties.
 
         Notes
         -----
         A column that is zero for every atom of the training crystals (an element property
         bin none of them has) gets no gradient from the data, so the L1 penalty alone
         shrinks it: a small importance means "unused by the model", which includes
-        "absent from the data".
+        "absent from the data". Passing ``X`` leaves such columns out for its atoms.
         """
         importances = self.feature_importances_
+        table = get_atom_feature_table(self.graph_builder_.atom_features)
         if properties is None:
-            properties = get_atom_feature_table(self.graph_builder_.atom_features).properties
-        properties = [str(p) for p in properties]
-        if len(properties) != len(importances):
-            raise ValueError(
-                f"properties has {len(properties)} entries for {len(importances)} feature columns"
-            )
-        frame = pd.DataFrame({"property": properties, "importance": importances})
-        grouped = frame.groupby("property", sort=False)["importance"]
-        table = pd.DataFrame({"importance": grouped.sum(), "n_columns": grouped.size()})
-        table["mean_importance"] = table["importance"] / table["n_columns"]
-        return table.sort_values("importance", ascending=False, kind="stable")
+            properties = table.properties
+        weights = None
+        if X is not None:
+            graphs = self._to_graphs(X)
+            self._check_settings(graphs)
+            features = graphs.atom_features.lookup(graphs.species_z)
+            weights = (features * graphs.species_occupancy[:, None]).sum(axis=0)
+        return property_importances(importances, properties, weights)
 
     # --- the authors' weights -------------------------------------------------------------
     @classmethod
@@ -283,7 +312,7 @@ class CrysXPPRegressor(CGCNNRegressor):
         cls,
         path: str | os.PathLike[str],
         *,
-        atom_features: str | os.PathLike[str] | AtomFeatureTable = "cgcnn",
+        atom_features: str | os.PathLike[str] | AtomFeatureTable = "cgcnn-authors",
         cutoff: float = 8.0,
         max_neighbors: int = 12,
         device: str = "cpu",
@@ -296,8 +325,8 @@ class CrysXPPRegressor(CGCNNRegressor):
         :meth:`CGCNNRegressor.from_cgcnn_checkpoint` does. The authors' released file
         predicts MP formation energy per atom (eV/atom; trained on 20% of the 36,737
         crystals of :func:`~skcrystal.datasets.load_mp_formation_energy`, MAE 0.142 on a
-        70% test split). Pass the authors' ``atom_init.json`` as ``atom_features`` for
-        their exact inputs.
+        70% test split). The default ``atom_features="cgcnn-authors"`` is the authors'
+        ``atom_init.json``, their exact inputs.
 
         The regressor has no ``encoder``: it predicts, explains (:meth:`explain`; give
         ``properties`` when ``atom_features`` is a file), and can be fine-tuned with
@@ -306,7 +335,8 @@ class CrysXPPRegressor(CGCNNRegressor):
         Parameters
         ----------
         path : str or path-like
-        atom_features : {"cgcnn"}, path or AtomFeatureTable, default="cgcnn"
+        atom_features : {"cgcnn-authors", "cgcnn"}, path or AtomFeatureTable, \
+default="cgcnn-authors"
         cutoff : float, default=8.0
         max_neighbors : int, default=12
         device : str, default="cpu"

@@ -15,7 +15,9 @@ class CrystalGraphDataset(Dataset):
 
     Items are crystal indices; :meth:`collate` turns a list of them into one batch
     ``(inputs, targets)`` where ``inputs`` is a :class:`~skcrystal.nn.batch.CrystalBatch`
-    and ``targets`` are ``(y - target_mean) / target_scale`` (or ``None``).
+    and ``targets`` are ``(y - target_mean) / target_scale`` (or ``None``). Per-crystal
+    ``sample_weight`` travels with the crystals into ``inputs.sample_weight``, so it
+    follows them through any ``Subset`` split and shuffled batching.
     """
 
     def __init__(
@@ -24,9 +26,11 @@ class CrystalGraphDataset(Dataset):
         y: np.ndarray | None = None,
         target_mean: np.ndarray | float = 0.0,
         target_scale: np.ndarray | float = 1.0,
+        sample_weight: np.ndarray | None = None,
     ) -> None:
         self.graphs = graphs
         self.y = y
+        self.sample_weight = sample_weight
         self.target_mean = np.asarray(target_mean, dtype=np.float32)
         self.target_scale = np.asarray(target_scale, dtype=np.float32)
 
@@ -41,6 +45,8 @@ class CrystalGraphDataset(Dataset):
 
     def collate(self, indices: list[int]) -> tuple[CrystalBatch, torch.Tensor | None]:
         arrays = self.graphs.batch(indices)
+        if self.sample_weight is not None:
+            arrays["sample_weight"] = self.sample_weight[np.asarray(indices)].astype(np.float32)
         inputs = CrystalBatch(**{name: torch.from_numpy(a) for name, a in arrays.items()})
         if self.y is None:
             return inputs, None

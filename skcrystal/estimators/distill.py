@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import clone
 from skorch.callbacks import PassthroughScoring
 from skorch.utils import to_tensor
 from torch import nn
@@ -19,7 +21,7 @@ from skcrystal.estimators.crysgnn import CrysGNNPretrainer
 from skcrystal.estimators.crysxpp import CrysXPPRegressor
 from skcrystal.estimators.data import CrystalGraphDataset
 from skcrystal.estimators.regressors import CGCNNRegressor
-from skcrystal.graphs import CrystalGraphs
+from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
 from skcrystal.graphs.container import _ranges
 from skcrystal.nn.batch import CrystalBatch
 from skcrystal.nn.layers import mean_pool
@@ -96,8 +98,10 @@ class DistilledRegressor(CrystalGraphRegressorBase):
     (:class:`~skcrystal.estimators.CrysGNNPretrainer`) guides the training of a student
     of any architecture on a small labelled set. The training loss is
     ``(1 - alpha) * MSE(standardised targets) + alpha * MSE(student, teacher node
-    embeddings)``, both node embeddings L2-normalised, the student's first projected onto
-    the teacher's width by a learned linear map when the widths differ. The teacher is
+    embeddings)`` (with ``sample_weight``, both terms are weighted per crystal: each atom
+    counts with its crystal's weight), both node embeddings L2-normalised, the student's
+    first projected onto the teacher's width by a learned linear map when the widths
+    differ. The teacher is
     frozen and in eval mode; its node embeddings are computed once per ``fit``.
     Predictions need the student only.
 
@@ -118,12 +122,13 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         :func:`register_student`).
     student_params : dict, optional
         Parameters of the student regressor (e.g. ``{"n_conv": 4}``; a "crysxpp"
-        student needs ``{"encoder": ...}``). Training parameters (lr, epochs, ...) are
+        student starts from the bundled ``"crysae-mp"`` encoder unless
+        ``{"encoder": ...}`` says otherwise). Training parameters (lr, epochs, ...) are
         this estimator's own.
     alpha : float, default=0.5
         Weight of the embedding loss, in [0, 1).
-    graph_builder, early_stopping, validation_fraction, n_iter_no_change, random_state,
-    lr, max_epochs, batch_size, device, **kwargs
+    nonnegative, graph_builder, early_stopping, validation_fraction, n_iter_no_change,
+    random_state, lr, max_epochs, batch_size, device, **kwargs
         As :class:`~skcrystal.estimators.CGCNNRegressor`. The graphs must be built like
         the teacher's (cutoff, neighbours, atom features).
 
@@ -184,17 +189,33 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         """Parameters to rebuild the network; a student's encoder is not needed for that."""
         student_params = dict(self.student_params or {})
         student_params.pop("encoder", None)
-        return {"student": self.student, "student_params": student_params, "alpha": self.alpha}
+        return {**super().saved_params(), "student_params": student_params}
 
     def fitted_state(self) -> dict[str, Any]:
         return {**super().fitted_state(), "teacher_width": int(self.teacher_width_)}
 
     def restore(self, graph_builder, state_dict, *, teacher_width: int, **fitted):
-        """Make this estimator fitted from saved weights (see :mod:`skcrystal.hub`)."""
+        """Make this estimator fitted from saved weights (see :mod:`skcrystal.hub`).
+
+        A student that takes an ``encoder`` (CrysXPP) gets ``encoder=None`` in
+        ``student_params``: its weights come from ``state_dict``, not from an encoder.
+        """
         self.teacher_width_ = teacher_width
+        student = STUDENTS.get(self.student)
+        if student is not None and "encoder" in inspect.signature(student).parameters:
+            self.student_params = {**(self.student_params or {}), "encoder": None}
         return super().restore(graph_builder, state_dict, **fitted)
 
     # --- teacher and student --------------------------------------------------------------
+    def default_graph_builder(self) -> CrystalGraphTransformer:
+        """The teacher's graph settings (cutoff, neighbours, atom features), no symmetry.
+
+        The student must see the graphs the teacher embeds: the authors' 800K teacher,
+        for example, was trained on the ``"cgcnn-authors"`` atom features.
+        """
+        teacher = self._resolve_teacher()
+        return clone(teacher.graph_builder_).set_params(symmetry=False)
+
     def _resolve_teacher(self):
         from skcrystal.hub import available_models, crysgnn_800k, load_model
 
@@ -267,12 +288,22 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         student_nodes = None
         if isinstance(y_pred, tuple):
             y_pred, student_nodes = y_pred
-        loss = self.criterion_(y_pred, to_tensor(y_true, device=self.device))
+        loss = self.target_loss(y_pred, y_true, X)
         if not training:
             return loss
         if student_nodes is not None and teacher_nodes is not None:
             target = to_tensor(teacher_nodes, device=self.device)
-            embedding = F.mse_loss(student_nodes, target)
+            embedding = self._embedding_loss(student_nodes, target, X)
             self.history.record_batch("embedding_loss", float(embedding.detach()))
             loss = (1 - self.alpha) * loss + self.alpha * embedding
         return loss + self.student_.regularization()
+
+    @staticmethod
+    def _embedding_loss(student_nodes, teacher_nodes, X=None) -> torch.Tensor:
+        """MSE of the node embeddings; each atom weighted by its crystal's sample weight."""
+        weight = getattr(X, "sample_weight", None)
+        if weight is None:
+            return F.mse_loss(student_nodes, teacher_nodes)
+        per_atom = (student_nodes - teacher_nodes).pow(2).mean(dim=1)
+        atom_weight = weight.to(per_atom)[X.crystal_index.to(per_atom.device)]
+        return (atom_weight * per_atom).mean()

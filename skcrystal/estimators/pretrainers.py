@@ -251,7 +251,7 @@ class CrysAEPretrainer(CrystalGraphNet):
         cls,
         path: str | os.PathLike[str],
         *,
-        atom_features: str | os.PathLike[str] | AtomFeatureTable = "cgcnn",
+        atom_features: str | os.PathLike[str] | AtomFeatureTable = "cgcnn-authors",
         cutoff: float = 8.0,
         max_neighbors: int = 12,
         device: str = "cpu",
@@ -267,16 +267,17 @@ class CrysAEPretrainer(CrystalGraphNet):
         (``encoder=``), or trains further with ``warm_start=True``.
 
         The authors trained it on the 36,737 MP crystals of
-        :func:`~skcrystal.datasets.load_mp_formation_energy` with their ``atom_init.json``;
-        pass that file as ``atom_features`` to reproduce their inputs exactly (the default
-        ``"cgcnn"`` table agrees with it on 78 of 100 elements, see
+        :func:`~skcrystal.datasets.load_mp_formation_energy` with their ``atom_init.json``,
+        the default ``"cgcnn-authors"`` table, which reproduces their inputs exactly
+        (skcrystal's rebuilt ``"cgcnn"`` agrees with it on 78 of 100 elements, see
         :mod:`skcrystal.graphs.atom_features`).
 
         Parameters
         ----------
         path : str or path-like
             The checkpoint.
-        atom_features : {"cgcnn"}, path or AtomFeatureTable, default="cgcnn"
+        atom_features : {"cgcnn-authors", "cgcnn"}, path or AtomFeatureTable, \
+default="cgcnn-authors"
         cutoff : float, default=8.0
             Neighbour radius in Å used in pretraining; it fixes the number of Gaussians
             (step 0.2 Å), which must match the weights.

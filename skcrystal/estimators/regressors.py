@@ -22,7 +22,8 @@ class CGCNNRegressor(CrystalGraphRegressorBase):
     A skorch ``NeuralNetRegressor``: every skorch parameter works (``optimizer__*``,
     ``iterator_train__*``, ``callbacks``, ``warm_start`` ...), and so do ``module__*``
     overrides. Targets are standardised with the mean and standard deviation of the
-    training rows; predictions come back in the original units.
+    training rows; predictions come back in the original units. :meth:`fit` takes
+    ``sample_weight`` (a weighted loss, as scikit-learn regressors do).
 
     Parameters
     ----------
@@ -37,6 +38,16 @@ class CGCNNRegressor(CrystalGraphRegressorBase):
     gaussian_step : float, default=0.2
         Spacing and width (Å) of the Gaussians that expand each bond length; they span 0
         to the graphs' cutoff.
+    nonnegative : {False, "clip", "softplus"}, default=False
+        For targets that cannot be negative (band gaps, moduli). "clip" trains as usual
+        and clips the predictions at 0 in :meth:`predict` (in the targets' units, after
+        undoing the standardisation). "softplus" makes the output non-negative during
+        training too: the network's standardised output ``z`` becomes the prediction
+        ``softplus(target_mean_ + target_scale_ * z)`` in the targets' units, and the loss
+        is taken on that prediction (still standardised, so its scale does not change);
+        the softplus bends over about 1 unit of the target (1 eV for gaps in eV). Either
+        way :meth:`fit` refuses negative targets, and predictions are never below 0.
+        Stored by :func:`skcrystal.hub.save_model`.
     graph_builder : CrystalGraphTransformer, default=None
         Used when ``X`` holds structures rather than :class:`~skcrystal.CrystalGraphs`;
         None means ``CrystalGraphTransformer()`` (8 Å, 12 neighbours, CGCNN features).
@@ -46,14 +57,17 @@ class CGCNNRegressor(CrystalGraphRegressorBase):
         ``validation_data`` when given to :meth:`fit`, otherwise a random
         ``validation_fraction`` of the training crystals. Set it to False to train for
         exactly ``max_epochs`` on all crystals (e.g. inside an outer cross-validation).
+        With ``train_split=None`` there are no validation crystals: early stopping is
+        then off, with a warning.
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=20
     random_state : int, default=None
         Seeds initialisation, shuffling and the validation split: two fits with the same
         value on the CPU give identical models. Leaves the global torch RNG untouched.
-    train_split : "auto" or skorch split, default="auto"
+    train_split : "auto", None or skorch split, default="auto"
         "auto" follows ``early_stopping`` / ``validation_data`` as above; anything else is
-        passed to skorch unchanged.
+        passed to skorch unchanged (None: no validation; ``validation_data`` then is
+        refused, as it would be ignored).
     optimizer : torch optimizer class, default=torch.optim.Adam
     lr : float, default=1e-3
     max_epochs : int, default=100
@@ -64,8 +78,21 @@ class CGCNNRegressor(CrystalGraphRegressorBase):
         0 silent, 1 a table per epoch, 2 also a progress bar per epoch.
     device : str, default="cpu"
         Any torch device, e.g. "cuda" or "cuda:1".
+    warm_start : bool, default=False
+        skorch's: ``fit`` continues the current network (and keeps its target scaling)
+        instead of starting a new one; ``y`` must then have as many columns as the
+        network has outputs.
     **kwargs
         Other skorch parameters.
+
+    Notes
+    -----
+    :func:`skcrystal.hub.save_model` stores, besides the network, the training parameters
+    (``optimizer``, ``lr``, ``max_epochs``, ``batch_size``, ``early_stopping``,
+    ``validation_fraction``, ``n_iter_no_change``, ``random_state``, ``train_split`` and
+    every ``optimizer__*``, ``criterion__*``, ``iterator_*__*`` parameter), which
+    :func:`~skcrystal.hub.load_model` restores, so that ``warm_start`` and
+    :func:`~skcrystal.finetune.fine_tune` continue with them.
 
     Attributes
     ----------
@@ -123,7 +150,7 @@ class CGCNNRegressor(CrystalGraphRegressorBase):
         cls,
         path: str | os.PathLike[str],
         *,
-        atom_features: str | os.PathLike[str] | AtomFeatureTable = "cgcnn",
+        atom_features: str | os.PathLike[str] | AtomFeatureTable = "cgcnn-authors",
         cutoff: float = 8.0,
         max_neighbors: int = 12,
         device: str = "cpu",
@@ -138,12 +165,14 @@ class CGCNNRegressor(CrystalGraphRegressorBase):
         at once, or can be fine-tuned with ``warm_start=True``.
 
         Predictions match the original code only with the atom feature table the
-        checkpoint was trained with: pass the authors' ``atom_init.json`` as
-        ``atom_features``. The default ``"cgcnn"`` table is rebuilt from element data and
-        agrees with that file on 78 of 100 elements (H, N, F, Cl, Pd, Tm and the noble gases
-        differ, see :mod:`skcrystal.graphs.atom_features`), which costs accuracy on crystals
-        containing them: on the 36,737 MP crystals of the formation-energy model the MAE is
-        about 0.04 eV/atom with the authors' table and 0.06 with ours (docs/benchmarks.md).
+        checkpoint was trained with, the authors' ``atom_init.json``: the default
+        ``"cgcnn-authors"`` (see
+        :func:`~skcrystal.graphs.atom_features.cgcnn_authors_atom_features`).
+        skcrystal's rebuilt ``"cgcnn"`` table agrees with that file on 78 of 100 elements
+        (H, N, F, Cl, Pd, Tm and the noble gases differ), which costs these weights
+        accuracy on crystals containing them: on the 36,737 MP crystals of the
+        formation-energy model the MAE is about 0.04 eV/atom with the authors' table and
+        0.06 with ours (docs/benchmarks.md).
         The graphs differ in one respect: an atom with fewer than ``max_neighbors``
         neighbours within ``cutoff`` gets no padding edges.
 
@@ -151,7 +180,8 @@ class CGCNNRegressor(CrystalGraphRegressorBase):
         ----------
         path : str or path-like
             The checkpoint, a dict with ``state_dict`` and ``normalizer``.
-        atom_features : {"cgcnn"}, path or AtomFeatureTable, default="cgcnn"
+        atom_features : {"cgcnn-authors", "cgcnn"}, path or AtomFeatureTable, \
+default="cgcnn-authors"
             Element feature table; a path reads a CGCNN ``atom_init.json`` (once: the file
             is not needed afterwards).
         cutoff : float, default=8.0

@@ -1,7 +1,19 @@
 """From crystal structures to crystal graphs (no torch needed)."""
 
-from skcrystal.graphs.atom_features import AtomFeatureTable, cgcnn_atom_features
+from skcrystal.graphs.atom_features import (
+    AtomFeatureTable,
+    cgcnn_atom_features,
+    cgcnn_authors_atom_features,
+)
+from skcrystal.graphs.build import StructureWarning
 from skcrystal.graphs.container import CrystalGraphs
 from skcrystal.graphs.transformer import CrystalGraphTransformer
 
-__all__ = ["AtomFeatureTable", "CrystalGraphTransformer", "CrystalGraphs", "cgcnn_atom_features"]
+__all__ = [
+    "AtomFeatureTable",
+    "CrystalGraphTransformer",
+    "CrystalGraphs",
+    "StructureWarning",
+    "cgcnn_atom_features",
+    "cgcnn_authors_atom_features",
+]

@@ -1,12 +1,17 @@
-"""Element feature tables: the 92-dim CGCNN atom features, rebuilt from element data.
+"""Element feature tables: the 92-dim CGCNN atom features, rebuilt or the authors' own.
 
 CGCNN (Xie & Grossman, PRL 120, 145301 (2018), Table S2 of the supplement) and CrysXPP
 describe each element by nine properties, each one-hot encoded over a fixed set of
 categories or bins, concatenated into a 92-dim 0/1 vector. The authors ship the result
-as ``atom_init.json``. :func:`cgcnn_atom_features` rebuilds that table here from the
-element data of our dependencies (no row of the authors' file is stored in this package):
-pymatgen's periodic table, and the `mendeleev` package for the three properties
-pymatgen lacks or holds from another source than CGCNN.
+as ``atom_init.json``. Two tables are available by name (``atom_features=``):
+
+- ``"cgcnn"`` (:func:`cgcnn_atom_features`) rebuilds that table from element data (no row
+  of the authors' file is stored in this package): pymatgen's periodic table, and three
+  properties from the `mendeleev` package, written once by ``tools/element_data.py`` into
+  ``element_data.csv`` beside this module, so that mendeleev is not needed at run time.
+- ``"cgcnn-authors"`` (:func:`cgcnn_authors_atom_features`) is the authors' file itself,
+  read (checksum-verified) from matminer's package data or the data home; published
+  CGCNN-family weights were trained with it.
 
 Layout (column ranges inclusive):
 
@@ -62,8 +67,8 @@ Rules:
   with ``known`` False: beyond Fm the dependencies hold only sparse theoretical
   estimates.
 
-Agreement with the authors' ``atom_init.json`` (Z = 1-100), measured with the
-pymatgen 2026.10.24 and mendeleev 1.3.0 data:
+Agreement of ``"cgcnn"`` with the authors' ``atom_init.json`` (Z = 1-100), measured with
+the pymatgen 2026.10.24 and mendeleev 1.3.0 data:
 **78 of 100 rows are identical**. Elements that differ, by property:
 
 - group, period, covalent radius, electronegativity, first ionisation energy, block: 0.
@@ -96,7 +101,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AtomFeatureTable", "cgcnn_atom_features", "get_atom_feature_table"]
+__all__ = [
+    "TABLE_NAMES",
+    "AtomFeatureTable",
+    "cgcnn_atom_features",
+    "cgcnn_authors_atom_features",
+    "get_atom_feature_table",
+]
 
 #: Largest atomic number a table built here has a row for (Og).
 MAX_Z = 118
@@ -457,22 +468,36 @@ def _float_or_nan(value: Any) -> float:
         return math.nan
 
 
+ELEMENT_DATA = Path(__file__).with_name("element_data.csv")
+
+
+@functools.cache
+def _mendeleev_properties() -> dict[str, np.ndarray]:
+    """The three mendeleev properties by Z (NaN where missing), from :data:`ELEMENT_DATA`."""
+    rows = [
+        line.split(",")
+        for line in ELEMENT_DATA.read_text(encoding="utf-8").splitlines()[2:]
+        if line
+    ]
+    size = max(int(row[0]) for row in rows) + 1
+    columns = {"electronegativity": 2, "covalent_radius": 3, "electron_affinity": 4}
+    values = {prop: np.full(size, np.nan) for prop in columns}
+    for row in rows:
+        for prop, column in columns.items():
+            if row[column]:
+                values[prop][int(row[0])] = float(row[column])
+    return values
+
+
 def _element_properties(max_z: int) -> dict[str, np.ndarray]:
-    """Raw property values for Z = 0..max_z (NaN where missing) from the dependencies."""
+    """Raw property values for Z = 0..max_z (NaN where missing) from the element data."""
     from pymatgen.core import Element
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            from mendeleev.fetch import fetch_table
-        except ImportError as err:
-            raise ImportError(
-                "the CGCNN atom features need the 'mendeleev' package (pip install mendeleev)"
-            ) from err
-        mendeleev = fetch_table("elements").set_index("atomic_number")
     size = max_z + 1
     raw = {prop: np.full(size, np.nan) for prop, _ in _LAYOUT}
     raw["block"] = np.full(size, "", dtype=object)
+    for prop, values in _mendeleev_properties().items():
+        raw[prop][:size] = values[:size]
     for z in range(1, size):
         with warnings.catch_warnings():  # pymatgen warns on each missing datum
             warnings.simplefilter("ignore")
@@ -488,10 +513,6 @@ def _element_properties(max_z: int) -> dict[str, np.ndarray]:
             )
             raw["first_ionization_energy"][z] = _float_or_nan(energies[0] if energies else None)
             raw["atomic_volume"][z] = _float_or_nan(element.molar_volume)
-        row = mendeleev.loc[z]
-        raw["electronegativity"][z] = _float_or_nan(row["en_pauling"])
-        raw["covalent_radius"][z] = _float_or_nan(row["covalent_radius_pyykko"])
-        raw["electron_affinity"][z] = _float_or_nan(row["electron_affinity"])
     return raw
 
 
@@ -509,6 +530,8 @@ def _one_hot_index(prop: str, value: Any) -> int | None:
 @functools.cache
 def cgcnn_atom_features() -> AtomFeatureTable:
     """The 92-dim CGCNN / CrysXPP atom features, built from pymatgen and mendeleev data.
+
+    The mendeleev values are read from the shipped ``element_data.csv``.
 
     The layout, sources, bins and the agreement with the authors' ``atom_init.json`` are
     documented in :mod:`skcrystal.graphs.atom_features`. Built once per process (about a
@@ -551,13 +574,92 @@ def cgcnn_atom_features() -> AtomFeatureTable:
     )
 
 
+#: sha256 of the authors' ``atom_init.json`` (the same bytes in every copy: the CGCNN repo's
+#: sample data, the CrysXPP data folder, matminer's ``cgcnn_atom_feature.json``).
+CGCNN_AUTHORS_SHA256 = "cb90bd2257dbf8cfc4e6b2b6d4348d4616e8e9680f1339b1461137032e0f1894"
+
+
+def _matminer_copy() -> Path | None:
+    """matminer's copy of the authors' table, if matminer is installed (not imported)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("matminer")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / "utils/data_files/cgcnn_atom_feature.json"
+    return path if path.is_file() else None
+
+
+@functools.cache
+def cgcnn_authors_atom_features() -> AtomFeatureTable:
+    """The authors' own CGCNN ``atom_init.json``, for parity with published CGCNN-family models.
+
+    The same 92 columns as :func:`cgcnn_atom_features` (same layout and names), with the
+    authors' values: they differ from the rebuilt table in 22 elements (see the module
+    docstring). Every published CGCNN, CrysXPP and CrysGNN checkpoint was trained with it.
+    The file is not shipped with skcrystal; it is read, checksum-verified, from matminer's
+    package data (``pip install matminer``: ``cgcnn_atom_feature.json``) when matminer is
+    installed, else from the Materials Project CGCNN set in the data home (the
+    ``atom_init.json`` of :func:`~skcrystal.datasets.load_mp_formation_energy`'s archive,
+    downloaded from its public original when missing).
+
+    Returns
+    -------
+    AtomFeatureTable
+        Named ``"cgcnn-authors"``; rows 0-100, known for Z = 1-100 (H to Fm).
+
+    Raises
+    ------
+    ValueError
+        If the file found does not have the expected sha256.
+
+    Examples
+    --------
+    >>> authors = cgcnn_authors_atom_features()
+    >>> authors.name, authors.n_features, int(authors.known.sum())
+    ('cgcnn-authors', 92, 100)
+    >>> ours = cgcnn_atom_features()
+    >>> int((authors.values[1:101] != ours.values[1:101]).any(axis=1).sum())  # rows that differ
+    22
+    """
+    path = _matminer_copy()
+    if path is not None:
+        data = path.read_bytes()
+    else:
+        from skcrystal.datasets import read_cgcnn_atom_init
+
+        data = read_cgcnn_atom_init()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != CGCNN_AUTHORS_SHA256:
+        source = path or "the data home's MP CGCNN archive"
+        raise ValueError(
+            f"the authors' atom_init.json from {source} has sha256 {digest}, expected "
+            f"{CGCNN_AUTHORS_SHA256}"
+        )
+    table = AtomFeatureTable.from_json(json.loads(data), name="cgcnn-authors")
+    feature_names, properties = _feature_names()
+    return AtomFeatureTable(
+        name=table.name,
+        values=table.values,
+        known=table.known,
+        feature_names=feature_names,
+        properties=properties,
+    )
+
+
+#: Tables available by name, for ``atom_features=``.
+TABLE_NAMES = {"cgcnn": cgcnn_atom_features, "cgcnn-authors": cgcnn_authors_atom_features}
+
+
 def get_atom_feature_table(spec: Any) -> AtomFeatureTable:
     """Resolve an ``atom_features`` setting to a table.
 
     Parameters
     ----------
-    spec : {"cgcnn"}, AtomFeatureTable, path-like or mapping
-        ``"cgcnn"`` for :func:`cgcnn_atom_features`; a table is returned as is; a path to
+    spec : {"cgcnn", "cgcnn-authors"}, AtomFeatureTable, path-like or mapping
+        ``"cgcnn"`` for :func:`cgcnn_atom_features` (rebuilt from element data),
+        ``"cgcnn-authors"`` for :func:`cgcnn_authors_atom_features` (the authors' own
+        ``atom_init.json``); a table is returned as is; a path to
         a CGCNN ``atom_init.json`` file, or an already-parsed ``{"Z": [floats]}`` mapping,
         is read with :meth:`AtomFeatureTable.from_json`.
 
@@ -568,7 +670,7 @@ def get_atom_feature_table(spec: Any) -> AtomFeatureTable:
     Raises
     ------
     ValueError
-        For any other value, including a string that is neither ``"cgcnn"`` nor an
+        For any other value, including a string that is neither a table name nor an
         existing file.
 
     Examples
@@ -580,21 +682,24 @@ def get_atom_feature_table(spec: Any) -> AtomFeatureTable:
     >>> get_atom_feature_table("magpie")
     Traceback (most recent call last):
     ...
-    ValueError: atom_features='magpie' is neither 'cgcnn' nor an existing atom_init.json file
+    ValueError: atom_features='magpie' is neither a table name ('cgcnn', 'cgcnn-authors') nor \
+an existing atom_init.json file
     """
     if isinstance(spec, AtomFeatureTable):
         return spec
-    if isinstance(spec, str) and spec.strip().lower() == "cgcnn":
-        return cgcnn_atom_features()
+    if isinstance(spec, str) and spec.strip().lower() in TABLE_NAMES:
+        return TABLE_NAMES[spec.strip().lower()]()
     if isinstance(spec, (str, os.PathLike)):
         if Path(spec).is_file():
             return AtomFeatureTable.from_json(spec)
+        names = ", ".join(repr(n) for n in TABLE_NAMES)
         raise ValueError(
-            f"atom_features={spec!r} is neither 'cgcnn' nor an existing atom_init.json file"
+            f"atom_features={spec!r} is neither a table name ({names}) nor an existing "
+            "atom_init.json file"
         )
     if isinstance(spec, Mapping):
         return AtomFeatureTable.from_json(spec)
     raise ValueError(
-        "atom_features must be 'cgcnn', an AtomFeatureTable, a path to a CGCNN "
+        "atom_features must be a table name, an AtomFeatureTable, a path to a CGCNN "
         f"atom_init.json file or a {{'Z': [floats]}} mapping; got {type(spec).__name__}"
     )

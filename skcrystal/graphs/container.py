@@ -36,7 +36,9 @@ class GraphParts:
     """Arrays of one crystal graph, as built from one structure.
 
     ``species_count[i]`` entries of ``species_z`` / ``species_occupancy`` belong to site
-    ``i`` (one for an ordered site, several for a disordered one).
+    ``i`` (one for an ordered site, several for a disordered one). ``warning`` is what
+    the structure's checks found worth a warning (without the item's name, which the
+    caller adds), or None.
     """
 
     species_count: np.ndarray  # (n_sites,) int16
@@ -45,6 +47,13 @@ class GraphParts:
     center: np.ndarray  # (n_edges,) int32, site index within the crystal
     neighbor: np.ndarray  # (n_edges,) int32
     distance: np.ndarray  # (n_edges,) float32, Å
+    warning: str | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the arrays, in bytes."""
+        arrays = (self.species_count, self.species_z, self.species_occupancy)
+        return sum(a.nbytes for a in (*arrays, self.center, self.neighbor, self.distance))
 
 
 class CrystalGraphs:
@@ -53,7 +62,8 @@ class CrystalGraphs:
     Behaves like a sequence of crystals: ``len(graphs)``; ``graphs[i]``, ``graphs[2:5]``,
     ``graphs[[0, 3]]`` and ``graphs[mask]`` return a new ``CrystalGraphs`` (a single index
     gives a batch of one, so that scikit-learn's list indexing and
-    :meth:`concatenate` compose). It pickles with plain numpy arrays.
+    :meth:`concatenate` compose). It pickles with plain numpy arrays. It is not an array:
+    ``np.asarray(graphs)`` raises a ``TypeError`` saying what to do instead.
 
     Use :meth:`from_parts` or the transformer to make one; the constructor takes the flat
     arrays as they are stored.
@@ -208,6 +218,21 @@ class CrystalGraphs:
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
+
+    def __array__(self, dtype=None, copy=None):
+        """Refuse to become a numpy array: a batch of graphs is not a table of numbers.
+
+        Without this, numpy would iterate the batch (each item is a batch again) down to
+        32 or 64 dimensions, and tools that call ``np.asarray(X)`` would fail far away.
+        """
+        raise TypeError(
+            f"a CrystalGraphs of {len(self)} crystal graphs cannot be converted to a numpy "
+            "array: index it with graphs[indices] (a CrystalGraphs again) or take the arrays "
+            "of some crystals with graphs.batch(indices). For tools that need X as a "
+            "table (e.g. permutation_importance), use a pipeline that starts with "
+            "CrystalGraphTransformer and give it the structures as a one-column "
+            "DataFrame, e.g. df[['structure']]"
+        )
 
     def __repr__(self) -> str:
         return (

@@ -5,14 +5,32 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pymatgen.core import IStructure, PeriodicSite, Structure
 
-ACCEPTED = "a pymatgen Structure, an ASE Atoms, a path to a CIF/POSCAR file or CIF text"
+from skcrystal.graphs.build import StructureWarning
+
+ACCEPTED = (
+    "a pymatgen Structure, an ASE Atoms, a path to a structure file (CIF, POSCAR, ...), "
+    "or the text of a CIF or POSCAR file"
+)
+
+#: pymatgen's notes on a CIF that are not passed on: they change nothing that matters
+#: (coordinates such as 0.3333 made exactly 1/3; a check that could not be made; a P1
+#: CIF that lists its one symmetry operation on one line).
+QUIET_NOTES = (
+    "fractional coordinates rounded to ideal values to avoid issues with finite precision",
+    "Skipping relative stoichiometry check because CIF does not contain formula keys",
+    "A 1-line symmetry op P1 CIF is detected!",
+)
+
+#: pymatgen's warning that it made elements up (H, He, ...) for a POSCAR that names none.
+_INVENTED_ELEMENTS = "Elements in POSCAR cannot be determined"
 
 
 def as_item_list(X: Any) -> list:
@@ -54,7 +72,20 @@ def as_item_list(X: Any) -> list:
 
 
 def to_structure(item: Any, index: int) -> Structure:
-    """Convert one item of ``X`` to a Structure; ``ValueError`` names ``X[index]`` otherwise."""
+    """Convert one item of ``X`` to a Structure; ``ValueError`` names ``X[index]`` otherwise.
+
+    pymatgen's warnings while reading a file or text come back as a
+    :class:`~skcrystal.graphs.build.StructureWarning` naming the item, except the harmless
+    :data:`QUIET_NOTES`.
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> from pymatgen.io.vasp import Poscar
+    >>> cscl = Structure(Lattice.cubic(4.1), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    >>> to_structure(Poscar(cscl).get_str(), 0).composition.reduced_formula  # POSCAR text
+    'CsCl'
+    """
     if isinstance(item, (Structure, IStructure)):
         return item
     ase = sys.modules.get("ase")  # an Atoms can only exist if ase was imported
@@ -76,17 +107,99 @@ def _from_ase(atoms: Any, index: int) -> Structure:
     return AseAtomsAdaptor.get_structure(atoms)
 
 
+def _is_cif_text(text: str) -> bool:
+    return "_cell_length_a" in text
+
+
+def _is_poscar_text(text: str) -> bool:
+    """Line 2 a scale factor, lines 3-5 three numbers each (the lattice vectors)."""
+    lines = text.splitlines()
+    if len(lines) < 8:  # comment, scale, 3 lattice vectors, counts, mode, a site at least
+        return False
+    try:
+        float(lines[1].split()[0])
+        return all(len([float(x) for x in line.split()]) == 3 for line in lines[2:5])
+    except (ValueError, IndexError):
+        return False
+
+
+def _is_cif_file(path: str) -> bool:
+    """pymatgen's own rule: the file name matches ``*.cif*`` or ``*.mcif*``, in any case."""
+    name = os.path.basename(path).lower()
+    return fnmatch(name, "*.cif*") or fnmatch(name, "*.mcif*")
+
+
 def _from_text_or_path(item: str | os.PathLike, index: int) -> Structure:
     text = str(item)
-    is_cif_text = "\n" in text and "_cell_length_a" in text
-    if not is_cif_text and not Path(text).is_file():
-        raise ValueError(f"X[{index}]: no such file {text!r} (and not CIF text)")
-    what = "CIF text" if is_cif_text else f"file {text!r}"
+    if "\n" in text:  # the contents of a file, not its name
+        if _is_cif_text(text):
+            return _read(lambda: _parse_cif(text, from_file=False), "CIF text", index)
+        if _is_poscar_text(text):
+            return _read(lambda: _parse_other(text, from_file=False), "POSCAR text", index)
+        raise ValueError(
+            f"X[{index}]: a text of {len(text.splitlines())} lines that is neither CIF (no "
+            "_cell_length_a) nor POSCAR (line 2 a scale factor, lines 3-5 the lattice "
+            "vectors), nor the name of a file"
+        )
+    if not Path(text).is_file():
+        raise ValueError(f"X[{index}]: no such file {text!r} (and not CIF or POSCAR text)")
+    parse = _parse_cif if _is_cif_file(text) else _parse_other
+    return _read(lambda: parse(text, from_file=True), f"file {text!r}", index)
+
+
+class _Refused(ValueError):
+    """A file or text that pymatgen reads, but not as one crystal."""
+
+
+def _parse_cif(source: str, from_file: bool) -> tuple[Structure, list[str]]:
+    """The one structure of a CIF, and pymatgen's notes on it."""
+    from pymatgen.io.cif import CifParser
+
+    parser = CifParser(source) if from_file else CifParser.from_str(source)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pymatgen warns on harmless CIF quirks
-            if is_cif_text:
-                return Structure.from_str(text, fmt="cif")
-            return Structure.from_file(text)
+        structures = parser.parse_structures(primitive=False, on_error="ignore")
+    except ValueError as err:  # no block holds a structure: say why for each
+        raise ValueError("; ".join([str(err), *parser.warnings])) from err
+    if len(structures) > 1:
+        raise _Refused(
+            f"the CIF has {len(parser.as_dict())} data blocks holding {len(structures)} "
+            "structures, and each item of X is one crystal: split it into one CIF per "
+            "structure (pymatgen's CifParser(...).parse_structures(primitive=False) reads "
+            "them all)"
+        )
+    return structures[0], parser.warnings
+
+
+def _parse_other(source: str, from_file: bool) -> tuple[Structure, list[str]]:
+    """A structure from any file pymatgen reads, or from POSCAR text."""
+    if from_file:
+        return Structure.from_file(source), []
+    return Structure.from_str(source, fmt="poscar"), []
+
+
+def _read(parse: Callable[[], tuple[Structure, list[str]]], what: str, index: int) -> Structure:
+    """``parse()``, with pymatgen's warnings passed on and its errors naming the item."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            structure, notes = parse()
+    except _Refused as err:
+        raise ValueError(f"X[{index}] ({what}): {err}") from None
     except Exception as err:  # pymatgen raises many types for unreadable files
         raise ValueError(f"X[{index}]: could not read a structure from {what}: {err}") from err
+    for warning in caught:
+        if not issubclass(warning.category, UserWarning):  # not about the data: as it was
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+        elif str(warning.message).startswith(_INVENTED_ELEMENTS):
+            raise ValueError(
+                f"X[{index}] ({what}): the sites' elements are not given (a VASP 4 POSCAR "
+                "without its line of element symbols), and pymatgen would make them up; "
+                "add that line"
+            )
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    for note in dict.fromkeys([*messages, *notes]):  # pymatgen often says it twice
+        if not any(quiet in note for quiet in QUIET_NOTES):
+            warnings.warn(f"X[{index}] ({what}): {note}", StructureWarning, stacklevel=2)
+    return structure

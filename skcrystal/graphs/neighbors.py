@@ -1,7 +1,9 @@
-"""Periodic neighbour search: the ``max_neighbors`` nearest atoms within ``cutoff``.
+"""Periodic neighbour search, and how far the neighbour graph repeats through the lattice.
 
 The search itself is pymatgen's cython ``Structure.get_neighbor_list``; choosing the
 nearest neighbours per atom is one vectorised sort, with no per-atom Python loop.
+:func:`periodic_dimensions` follows the pairs breadth-first, one vectorised step per
+level, to find the fragments of a structure and the directions in which each repeats.
 """
 
 from __future__ import annotations
@@ -13,47 +15,171 @@ from pymatgen.core import Structure
 
 
 class NeighborList(NamedTuple):
-    """Directed edges ``center -> neighbor`` of one crystal, sorted by center then distance."""
+    """Directed pairs ``center -> neighbor`` of one crystal.
 
-    center: np.ndarray  # (n_edges,) int32, index of the central site
-    neighbor: np.ndarray  # (n_edges,) int32, index of the neighbouring site (any image)
-    distance: np.ndarray  # (n_edges,) float32, Å
+    ``neighbor`` sits in the periodic image ``image`` (lattice translation, in cells) of
+    the cell of ``center``.
+    """
+
+    center: np.ndarray  # (n_pairs,) int, index of the central site
+    neighbor: np.ndarray  # (n_pairs,) int, index of the neighbouring site (any image)
+    distance: np.ndarray  # (n_pairs,) float64, Å
+    image: np.ndarray  # (n_pairs, 3) float64 of whole numbers, the neighbour's cell
+
+    def within(self, radius: float) -> NeighborList:
+        """The pairs at most ``radius`` Å apart."""
+        keep = self.distance <= radius
+        return NeighborList(*(array[keep] for array in self))
 
 
-def nearest_neighbors(structure: Structure, cutoff: float, max_neighbors: int) -> NeighborList:
-    """Return, for every site, its ``max_neighbors`` nearest neighbours within ``cutoff``.
+def neighbor_pairs(structure: Structure, radius: float) -> NeighborList:
+    """Every pair of sites closer than ``radius`` (Å), periodic images included.
 
-    Periodic images count as neighbours (a site may neighbour its own image); the site
-    itself at zero distance does not. Atoms with fewer neighbours in range keep the ones
-    they have: no padding edges are invented. Ties at equal distance keep pymatgen's order.
+    A site paired with its own image counts; a site with itself at zero distance does
+    not. Two distinct sites at the same position are a pair at distance 0.
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> cscl = Structure(Lattice.cubic(4.1), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    >>> pairs = neighbor_pairs(cscl, 4.0)
+    >>> len(pairs.center), sorted(set(pairs.distance.round(3).tolist()))
+    (16, [3.551])
+    """
+    center, neighbor, image, distance = structure.get_neighbor_list(r=radius)
+    return NeighborList(center, neighbor, distance, image)
+
+
+def nearest_neighbors(pairs: NeighborList, max_neighbors: int) -> NeighborList:
+    """For every site, its ``max_neighbors`` nearest neighbours among ``pairs``.
+
+    Atoms with fewer neighbours in range keep the ones they have: no padding edges are
+    invented. Ties at equal distance keep pymatgen's order.
 
     Parameters
     ----------
-    structure : pymatgen.core.Structure
-    cutoff : float
-        Search radius in Å.
+    pairs : NeighborList
+        The pairs within the cutoff, from :func:`neighbor_pairs`.
     max_neighbors : int
         Largest number of neighbours kept per site.
 
     Returns
     -------
     NeighborList
+        Sorted by center, then distance.
 
     Examples
     --------
     >>> from pymatgen.core import Lattice, Structure
     >>> cscl = Structure(Lattice.cubic(4.1), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    >>> nl = nearest_neighbors(cscl, cutoff=4.0, max_neighbors=8)
+    >>> nl = nearest_neighbors(neighbor_pairs(cscl, 5.0).within(4.0), max_neighbors=8)
     >>> nl.center.tolist()[:8] == [0] * 8, round(float(nl.distance[0]), 3)
     (True, 3.551)
     """
-    center, neighbor, _, distance = structure.get_neighbor_list(r=cutoff)
-    order = np.lexsort((distance, center))
-    center, neighbor, distance = center[order], neighbor[order], distance[order]
+    order = np.lexsort((pairs.distance, pairs.center))
+    center = pairs.center[order]
     first_of_center = np.searchsorted(center, center, side="left")
-    keep = np.arange(len(center)) - first_of_center < max_neighbors
-    return NeighborList(
-        center[keep].astype(np.int32),
-        neighbor[keep].astype(np.int32),
-        distance[keep].astype(np.float32),
-    )
+    keep = order[np.arange(len(order)) - first_of_center < max_neighbors]
+    return NeighborList(*(array[keep] for array in pairs))
+
+
+def periodic_dimensions(n_sites: int, pairs: NeighborList) -> tuple[np.ndarray, np.ndarray]:
+    """The fragments that ``pairs`` link the sites into, and how many directions each repeats in.
+
+    Following pairs from site to site (in either direction) reaches, from any site, one
+    fragment of the infinite crystal. A fragment extends in as many independent lattice
+    directions as the translations of its closed paths (cycles) span: 3 for a bulk
+    crystal, 2 for a slab, 1 for a chain and 0 for a molecule or a lone atom.
+
+    Parameters
+    ----------
+    n_sites : int
+        Number of sites in the cell.
+    pairs : NeighborList
+        Pairs, each followed in both directions.
+
+    Returns
+    -------
+    fragment : ndarray of int64, shape (n_sites,)
+        Fragment number of each site, numbered from 0 in order of their first site.
+    dimensions : ndarray of int64, shape (n_fragments,)
+        Number of directions (0 to 3) in which each fragment repeats.
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> co = Structure(Lattice.cubic(15.0), ["C", "O"], [[0, 0, 0], [0.075, 0, 0]])
+    >>> fragment, dimensions = periodic_dimensions(2, neighbor_pairs(co, 8.0))
+    >>> fragment.tolist(), dimensions.tolist()  # one molecule, repeating in no direction
+    ([0, 0], [0])
+    """
+    tail = np.concatenate([pairs.center, pairs.neighbor])
+    head = np.concatenate([pairs.neighbor, pairs.center])
+    step = np.concatenate([pairs.image, -pairs.image])
+    fragment = np.full(n_sites, -1, dtype=np.int64)
+    cell = np.zeros((n_sites, 3))  # the cell of the copy of each site reached
+    n_fragments = 0
+    while (unreached := np.flatnonzero(fragment < 0)).size:
+        on_frontier = np.zeros(n_sites, dtype=bool)
+        on_frontier[unreached[0]] = True
+        fragment[unreached[0]] = n_fragments
+        while (outward := on_frontier[tail] & (fragment[head] < 0)).any():
+            reached = head[outward]  # a site reached twice keeps one of its paths: any will do
+            cell[reached] = np.take(cell, tail[outward], axis=0) + step[outward]
+            fragment[reached] = n_fragments
+            on_frontier[:] = False
+            on_frontier[reached] = True
+        n_fragments += 1
+    cycles = np.take(cell, pairs.center, axis=0) + pairs.image
+    cycles -= np.take(cell, pairs.neighbor, axis=0)
+    of_pair = fragment[pairs.center]
+    dimensions = [_rank(cycles[of_pair == k]) for k in range(n_fragments)]
+    return fragment, np.asarray(dimensions, dtype=np.int64)
+
+
+def links_bulk_crystal(n_sites: int, pairs: NeighborList, edges: NeighborList) -> bool:
+    """A quick sufficient test that ``periodic_dimensions(n_sites, pairs)`` is ``[3]``.
+
+    True when site 0 is paired with every site, and the translations of the closed paths
+    through these pairs of site 0 and ``edges`` (a subset of ``pairs``) span three
+    directions: then all the pairs link one fragment repeating in three directions. Most
+    crystals pass with a few vectorised steps, without the breadth-first search.
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> cscl = Structure(Lattice.cubic(4.1), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    >>> pairs = neighbor_pairs(cscl, 8.0)
+    >>> links_bulk_crystal(2, pairs, nearest_neighbors(pairs, 12))
+    True
+    """
+    of_site_0 = pairs.center == 0
+    neighbor = pairs.neighbor[of_site_0]
+    reached = np.zeros(n_sites, dtype=bool)
+    reached[neighbor] = True
+    reached[0] = True
+    if not reached.all():
+        return False
+    image = np.compress(of_site_0, pairs.image, axis=0)
+    cell = np.zeros((n_sites, 3))  # the cell of one copy of each site...
+    cell[neighbor] = image  # ...paired with site 0
+    cell[0] = 0
+    cycles = image - np.take(cell, neighbor, axis=0)
+    if _rank(cycles) == 3:  # usually: site 0 meets several copies of each site
+        return True
+    of_edges = np.take(cell, edges.center, axis=0) + edges.image
+    return _rank(np.concatenate([cycles, of_edges - np.take(cell, edges.neighbor, axis=0)])) == 3
+
+
+def _rank(vectors: np.ndarray) -> int:
+    """Number of linearly independent rows of an (n, 3) array of whole numbers, exactly.
+
+    The Gram matrix ``G = vectors.T @ vectors`` has the same rank, and is positive
+    semi-definite: its rank is the number of its invariants (trace, sum of principal 2 x 2
+    minors, determinant) that are not zero, computed here in Python's exact integers.
+    """
+    vectors = vectors.astype(np.int64)
+    (a, b, c), (_, d, e), (_, _, f) = (vectors.T @ vectors).tolist()
+    invariants = (a + d + f, a * d - b * b + a * f - c * c + d * f - e * e)
+    determinant = a * (d * f - e * e) - b * (b * f - c * e) + c * (b * e - c * d)
+    return sum(value != 0 for value in (*invariants, determinant))

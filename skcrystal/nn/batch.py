@@ -25,6 +25,9 @@ class CrystalBatch:
         Number of atoms of each crystal.
     space_group : Tensor (B,) int64 or None
         Space group number of each crystal (0 where unknown); needed by CrysGNN only.
+    sample_weight : Tensor (B,) float32 or None
+        Weight of each crystal in the loss (the ``sample_weight`` given to ``fit``,
+        divided by its mean); None when the rows are not weighted. Networks ignore it.
     """
 
     atom_features: torch.Tensor
@@ -34,6 +37,7 @@ class CrystalBatch:
     crystal_index: torch.Tensor
     n_atoms: torch.Tensor
     space_group: torch.Tensor | None = None
+    sample_weight: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.n_atoms)

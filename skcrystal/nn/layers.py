@@ -42,6 +42,31 @@ class GaussianExpansion(nn.Module):
         return torch.exp(-((distance[:, None] - self.centres) ** 2) / self.width**2)
 
 
+class BatchNorm1d(nn.BatchNorm1d):
+    """``torch.nn.BatchNorm1d`` that also takes a single row in training mode.
+
+    Torch refuses to normalise one value per channel with batch statistics ("Expected
+    more than 1 value per channel when training"), which a mini-batch made of one
+    1-atom crystal (bcc Fe, fcc Cu primitive cells) would ask for in the atom batch
+    norm. Such a row is normalised with the running statistics instead, as in eval mode,
+    and leaves them unchanged; every other input is normalised exactly as by torch. The
+    parameters and buffers are torch's, so state dicts load unchanged.
+
+    Examples
+    --------
+    >>> norm = BatchNorm1d(4).train()
+    >>> norm(torch.ones(1, 4)).shape
+    torch.Size([1, 4])
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and len(x) == 1):
+            return super().forward(x)
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+        )
+
+
 class CGCNNConv(nn.Module):
     r"""The gated graph convolution of CGCNN (Xie & Grossman, PRL 120, 145301, 2018, eq. 5).
 
@@ -54,15 +79,16 @@ class CGCNNConv(nn.Module):
     ``fc_full`` holds :math:`[W_f\,W_s]` so that the authors' weights load unchanged; the
     products with :math:`v_i` and :math:`v_j` are taken once per atom and then gathered
     per edge, which is the same sum as multiplying the concatenation per edge but about
-    ``max_neighbors`` times less work.
+    ``max_neighbors`` times less work. The batch norms are :class:`BatchNorm1d`, so a
+    batch with a single atom or edge trains too.
     """
 
     def __init__(self, atom_fea_len: int, edge_fea_len: int) -> None:
         super().__init__()
         self.atom_fea_len = atom_fea_len
         self.fc_full = nn.Linear(2 * atom_fea_len + edge_fea_len, 2 * atom_fea_len)
-        self.bn1 = nn.BatchNorm1d(2 * atom_fea_len)
-        self.bn2 = nn.BatchNorm1d(atom_fea_len)
+        self.bn1 = BatchNorm1d(2 * atom_fea_len)
+        self.bn2 = BatchNorm1d(atom_fea_len)
 
     def forward(
         self,
