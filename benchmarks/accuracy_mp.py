@@ -201,7 +201,7 @@ def main() -> None:
     command = " ".join(["python benchmarks/accuracy_mp.py", *shown])
     write_section(
         f"accuracy_{args.target}_{name}",
-        f"Accuracy: MP {args.target}, {args.model} ({split_text})",
+        f"Accuracy: MP {args.target}, {name.replace('_', ', ')} ({split_text})",
         f"`{command}` on {machine(args.device)}.\n\n{markdown_table([row])}\n\n{settings}",
     )
     if args.save:

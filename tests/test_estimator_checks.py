@@ -58,3 +58,22 @@ def test_check_is_fitted_follows_fit_clone_and_load(data):
     with pytest.raises(NotFittedError):
         check_is_fitted(ae)
     check_is_fitted(ae.fit(graphs))
+
+
+def test_mapie_sees_a_fitted_model_as_fitted(data):
+    """MAPIE's prefit check warned "Estimator does not appear fitted" on fitted models."""
+    import warnings
+
+    from mapie.utils import check_sklearn_user_model_is_fitted
+
+    graphs, y = data
+    reg = CGCNNRegressor(**FAST)
+    with pytest.warns(UserWarning, match="does not appear fitted"):
+        check_sklearn_user_model_is_fitted(reg)  # not fitted: MAPIE says so
+    assert not hasattr(reg, "is_fitted")
+    reg.fit(graphs, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_sklearn_user_model_is_fitted(reg)
+        check_sklearn_user_model_is_fitted(load_model("crysxpp-mp-band-gap"))
+    assert reg.is_fitted and not hasattr(clone(reg), "is_fitted")

@@ -170,6 +170,19 @@ class CrystalGraphNet(NeuralNet):
         """
         return all(hasattr(self, name) for name in self.fitted_attributes)
 
+    @property
+    def is_fitted(self) -> bool:
+        """True on a fitted estimator; before ``fit``, asking raises ``AttributeError``.
+
+        The marker MAPIE looks for (``hasattr(estimator, "is_fitted")``) before it wraps a
+        prefit model: without it, MAPIE warns "Estimator does not appear fitted" on a
+        fitted skcrystal model. (It also knows ``n_features_in_``, but then probes
+        ``predict`` with a row of zeros, which a crystal model cannot take.)
+        """
+        if not self.__sklearn_is_fitted__():
+            raise AttributeError(f"{type(self).__name__} is not fitted yet: call fit first")
+        return True
+
     def __repr__(self) -> str:
         """``ClassName(param=value, ...)``: the parameters that differ from the defaults, by name.
 
