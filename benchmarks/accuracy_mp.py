@@ -191,19 +191,14 @@ def main() -> None:
     name = args.model if args.train_fraction == 0.2 else f"{args.model}_{args.train_fraction}"
     if args.atom_features:
         name += f"_{Path(args.atom_features).stem}"
+        settings += f" Atom features: `{Path(args.atom_features).name}`."
     if args.nonnegative:
         name += f"_{args.nonnegative}"
     if args.tag:
         name += f"_{args.tag}"
-        settings += f" Atom features: `{Path(args.atom_features).name}`."
     split_text = f"{args.train_fraction:.0%}/10%/rest split, seed 0"
     shown = [Path(a).name if "/" in a else a for a in sys.argv[1:]]
     command = " ".join(["python benchmarks/accuracy_mp.py", *shown])
-    write_section(
-        f"accuracy_{args.target}_{name}",
-        f"Accuracy: MP {args.target}, {name.replace('_', ', ')} ({split_text})",
-        f"`{command}` on {machine(args.device)}.\n\n{markdown_table([row])}\n\n{settings}",
-    )
     if args.save:
         save_model(
             model,
@@ -214,6 +209,11 @@ def main() -> None:
             test_mae=test_mae,
             command=command,
         )
+    write_section(
+        f"accuracy_{args.target}_{name}",
+        f"Accuracy: MP {args.target}, {name.replace('_', ', ')} ({split_text})",
+        f"`{command}` on {machine(args.device)}.\n\n{markdown_table([row])}\n\n{settings}",
+    )
 
 
 if __name__ == "__main__":

@@ -92,9 +92,7 @@ def main() -> None:
         shift = (tune.experiment - crystals.loc[FINE_TUNE, start]).mean()
         crystals[column] = crystals[start] + shift
     for column, freeze in (("after (frozen encoder)", True), ("after (all weights)", False)):
-        model = load_model("crysxpp-mp-band-gap")
-        if not freeze:
-            model.set_params(l1=0.0)  # the model was trained without the mask penalty
+        model = load_model("crysxpp-mp-band-gap")  # with the l1 it was trained with
         fine_tune(
             model,
             list(tune.structure),

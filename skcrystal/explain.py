@@ -28,19 +28,16 @@ class MaskNotSelectiveWarning(UserWarning):
     """The feature mask is close to uniform, so its importances say little."""
 
 
-def mask_uniformity(importances: Any, weights: Any = None) -> float:
+def mask_uniformity(importances: Any) -> float:
     """How close a feature mask is to uniform: 1 for equal entries, near 0 for one entry.
 
     The exponential of the Shannon entropy of ``|mask| / sum(|mask|)`` (the "effective
-    number" of columns the mask lets through), divided by the number of columns. With
-    ``weights``, only columns of weight > 0 count (columns some atom of the data has).
+    number" of columns the mask lets through), divided by the number of columns.
 
     Parameters
     ----------
     importances : array-like of shape (n_columns,)
         ``|mask|`` per atom feature column.
-    weights : array-like of shape (n_columns,), optional
-        Column weights; columns of weight 0 are left out.
 
     Returns
     -------
@@ -54,8 +51,6 @@ def mask_uniformity(importances: Any, weights: Any = None) -> float:
     0.25
     """
     values = np.abs(np.asarray(importances, dtype=np.float64))
-    if weights is not None:
-        values = values[np.asarray(weights) > 0]
     total = values.sum()
     if len(values) == 0 or total <= 0:
         raise ValueError("the mask has no non-zero entry to measure")
@@ -90,8 +85,8 @@ def property_importances(
     pandas.DataFrame
         Indexed by ``property``, sorted by decreasing ``importance``, with ``n_columns``
         and ``total`` (the sum of ``|mask|`` over the columns, which grows with their
-        number). ``attrs["uniformity"]`` is :func:`mask_uniformity` of the mask (over the
-        columns of weight > 0).
+        number). ``attrs["uniformity"]`` is :func:`mask_uniformity` of the whole mask, a
+        property of the model whatever the weights.
 
     Warns
     -----
@@ -128,7 +123,7 @@ def property_importances(
             "total": grouped["mask"].sum(),
         }
     ).sort_values("importance", ascending=False, kind="stable", na_position="last")
-    table.attrs["uniformity"] = mask_uniformity(values, column_weights)
+    table.attrs["uniformity"] = mask_uniformity(values)
     if table.attrs["uniformity"] > UNSELECTIVE_UNIFORMITY:
         warnings.warn(
             f"the feature mask is nearly uniform (uniformity {table.attrs['uniformity']:.2f}, "

@@ -43,8 +43,10 @@ def test_bundled_band_gap_model():
     assert MODEL in available_models()
     card = model_card(MODEL)
     assert card["estimator"] == "CrysXPPRegressor"
-    assert card["card"]["chosen"] == {"l1": 0.0}
+    assert card["card"]["chosen"] == {"l1": 0.1}
     assert card["card"]["test_mae"] == pytest.approx(0.418, abs=5e-4)
+    model = load_model(MODEL)  # a selective mask, and gaps that are never negative
+    assert model.nonnegative == "softplus" and model.l1 == 0.1
 
 
 def test_encoder_patterns_name_the_encoder():

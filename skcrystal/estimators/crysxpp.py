@@ -278,7 +278,7 @@ class CrysXPPRegressor(CGCNNRegressor):
         pandas.DataFrame
             Indexed by ``property``, sorted by decreasing ``importance``, with
             ``n_columns`` and ``total`` (the sum of ``|mask|`` over the columns).
-            ``attrs["uniformity"]`` says how far the mask is from uniform (1: not at all,
+            ``attrs["uniformity"]`` says how far the whole mask is from uniform (1: not at all,
             see :func:`skcrystal.explain.mask_uniformity`).
 
         Warns
