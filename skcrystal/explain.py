@@ -261,9 +261,9 @@ def plot_importances(estimator: Any, ax: Any = None, per_column: bool = False):
         uniformity = table.attrs.get("uniformity")
         table = table.iloc[::-1]  # most important at the top
         names, values = list(table.index), list(table["importance"])
-        label = "mean |mask| over the property's columns"
+        label = "mean |mask| of the property's columns"
         if uniformity is not None:
-            label += f" (mask uniformity {uniformity:.2f}; 1 = selects nothing)"
+            label += f"\n(mask uniformity {uniformity:.2f}; 1: selects nothing)"
     ax.barh(names, values, color="tab:green")
     ax.set_xlabel(label)
     ax.set_title(f"{type(estimator).__name__}: feature importances")
