@@ -195,8 +195,8 @@ def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> Any:
     The estimator gets the stored network parameters and training parameters (see
     :func:`save_model`), so that ``warm_start`` and :func:`skcrystal.finetune.fine_tune`
     continue with the ``lr``, ``batch_size``, optimizer settings... it was trained with.
-    Files written before training parameters were stored (the bundled models among
-    them) load with the defaults for those.
+    Files written before training parameters were stored (three of the bundled models)
+    load with the defaults for those.
 
     Examples
     --------

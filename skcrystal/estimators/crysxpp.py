@@ -214,29 +214,6 @@ class CrysXPPRegressor(CGCNNRegressor):
         """The L1 penalty on the feature selector, ``l1 * mean(|mask|)``."""
         return self.l1 * self.module_.mask.abs().mean() if self.l1 else 0.0
 
-    def fit(
-        self,
-        X: Any,
-        y: Any = None,
-        *,
-        validation_data: tuple | None = None,
-        sample_weight: Any = None,
-        **fit_params,
-    ):
-        """Fit on crystals ``X`` and targets ``y``, starting from the pretrained encoder.
-
-        Parameters and return value as :meth:`CGCNNRegressor.fit`.
-
-        Raises
-        ------
-        ValueError
-            If ``encoder`` does not fit the network, or for the reasons of
-            :meth:`CGCNNRegressor.fit`.
-        """
-        return super().fit(
-            X, y, validation_data=validation_data, sample_weight=sample_weight, **fit_params
-        )
-
     def restore(self, graph_builder, state_dict, **fitted):
         """Make this estimator fitted from saved weights; sets ``encoder=None``.
 

@@ -217,6 +217,14 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         return clone(teacher.graph_builder_).set_params(symmetry=False)
 
     def _resolve_teacher(self):
+        """The fitted teacher that ``teacher`` names, loaded once for that value."""
+        resolved = getattr(self, "_resolved_teacher", None)
+        if resolved is None or resolved[0] is not self.teacher:
+            resolved = (self.teacher, self._load_teacher())
+            self._resolved_teacher = resolved
+        return resolved[1]
+
+    def _load_teacher(self):
         from skcrystal.hub import available_models, crysgnn_800k, load_model
 
         teacher = DEFAULT_TEACHER if self.teacher is None else self.teacher
