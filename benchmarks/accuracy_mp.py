@@ -56,7 +56,8 @@ def make_model(name: str, args: argparse.Namespace, **params):
         verbose=1,
         device=args.device,
         nonnegative=args.nonnegative,
-        callbacks=[("lr_schedule", LRScheduler("CosineAnnealingLR", T_max=args.epochs))],
+        optimizer=torch.optim.Adam,  # the recipe of the bundled models (per-epoch cosine)
+        lr_schedule=LRScheduler("CosineAnnealingLR", T_max=args.epochs),
     )
     if name == "cgcnn":
         return CGCNNRegressor(**common)

@@ -207,6 +207,15 @@ def _load_data(path: Path, target: str | None) -> tuple[list, pd.Series | None]:
     return files, table[column]
 
 
+def _epochs(text: str) -> int | str:
+    """``--epochs``: a positive integer or "auto"."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+    return int(text)
+
+
 def _fit(args: argparse.Namespace) -> None:
     from skcrystal import CGCNNRegressor, CrysXPPRegressor, DistilledRegressor
     from skcrystal.hub import save_model
@@ -295,7 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--encoder", default="crysae-mp", help="CrysAE for crysxpp")
     fit.add_argument("--l1", type=float, default=0.01, help="crysxpp mask penalty")
     fit.add_argument("--teacher", help="CrysGNN teacher for distilled (default: bundled)")
-    fit.add_argument("--epochs", type=int, default=100)
+    fit.add_argument(
+        "--epochs",
+        type=_epochs,
+        default="auto",
+        help="training epochs, or 'auto' (the default: from the number of crystals)",
+    )
     fit.add_argument("--device", default="cpu")
     fit.add_argument("--out", type=Path, required=True, help=".safetensors file to write")
     fit.set_defaults(run=_fit)

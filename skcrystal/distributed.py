@@ -44,7 +44,7 @@ def fit_data_parallel(pretrainer: Any, X: Any, *, max_epochs: int | None = None)
         ``device=f"cuda:{local_rank}"`` per rank.
     X : sequence of crystals or CrystalGraphs
     max_epochs : int, optional
-        Defaults to the pretrainer's ``max_epochs``.
+        Defaults to the pretrainer's ``max_epochs`` ("auto" resolved from ``len(X)``).
 
     Returns
     -------
@@ -56,13 +56,25 @@ def fit_data_parallel(pretrainer: Any, X: Any, *, max_epochs: int | None = None)
     ------
     RuntimeError
         If no process group is initialised (``torch.distributed.init_process_group``).
+    ValueError
+        If the pretrainer has a learning-rate schedule or warm-up (not run here).
     """
+    if pretrainer.lr_schedule != "constant" or pretrainer.warmup_epochs:
+        raise ValueError(
+            f"fit_data_parallel trains at a constant learning rate; the pretrainer has "
+            f"lr_schedule={pretrainer.lr_schedule!r}, warmup_epochs={pretrainer.warmup_epochs}"
+            ": set lr_schedule='constant' and warmup_epochs=0"
+        )
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError(
             "fit_data_parallel needs an initialised process group: start the processes "
             "with torchrun and call torch.distributed.init_process_group first"
         )
     graphs = pretrainer._training_graphs(X)
+    if max_epochs is None:
+        pretrainer._resolve_recipe(len(graphs))
+        max_epochs = pretrainer.max_epochs_
+    epochs = max_epochs
     seed = 0 if pretrainer.random_state is None else int(pretrainer.random_state)
     with seeded(seed, pretrainer.device):
         pretrainer.initialize()
@@ -76,7 +88,7 @@ def fit_data_parallel(pretrainer: Any, X: Any, *, max_epochs: int | None = None)
     losses = []
     module.train()
     with seeded(seed + dist.get_rank(), pretrainer.device):  # pair sampling differs per rank
-        for epoch in range(pretrainer.max_epochs if max_epochs is None else max_epochs):
+        for epoch in range(epochs):
             sampler.set_epoch(epoch)
             total, count = 0.0, 0
             for inputs, _ in loader:

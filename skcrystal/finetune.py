@@ -78,11 +78,12 @@ def fine_tune(
 ) -> Any:
     """Continue training a fitted regressor on ``(X, y)``, in place; return it.
 
-    Runs :meth:`partial_fit` for ``max_epochs`` epochs with a fresh Adam optimizer at a
-    constant ``lr``, on all of ``X`` (no validation split, no early stopping: with a
-    few crystals there is nothing to validate on, so fix the epochs and ``lr`` in
-    advance). The target scaling of the first fit is kept. The model's parameters
-    (``max_epochs``, ``lr``, ``callbacks``, ...) are restored afterwards; its weights
+    Runs :meth:`partial_fit` for ``max_epochs`` epochs with a fresh optimizer (the
+    model's, AdamW by default) at a constant ``lr``, on all of ``X`` (no validation
+    split, no early stopping: with a few crystals there is nothing to validate on, so fix
+    the epochs and ``lr`` in advance). The target scaling of the first fit is kept. The
+    model's parameters (``max_epochs``, ``lr``, ``lr_schedule``, ``callbacks``, ...) are
+    restored afterwards; its weights
     and ``history`` keep the fine-tuning.
 
     Parameters
@@ -123,13 +124,23 @@ def fine_tune(
     >>> bool((model.predict(crystals) > before).all())  # moved up toward the new targets
     True
     """
-    keys = ("max_epochs", "lr", "early_stopping", "callbacks", "random_state")
+    keys = (
+        "max_epochs",
+        "lr",
+        "lr_schedule",
+        "warmup_epochs",
+        "early_stopping",
+        "callbacks",
+        "random_state",
+    )
     saved = {key: getattr(model, key) for key in keys}
     freeze = FreezeEncoder() if freeze_encoder else None
     callbacks = [] if freeze is None else [("freeze_encoder", freeze)]
     model.set_params(
         max_epochs=max_epochs,
         lr=lr,
+        lr_schedule="constant",
+        warmup_epochs=0,
         early_stopping=False,
         callbacks=callbacks,
         random_state=random_state,

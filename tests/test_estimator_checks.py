@@ -32,7 +32,7 @@ def test_regressors_say_they_take_one_or_several_targets(cls):
 
 
 def test_repr_shows_the_parameters_that_differ_from_the_defaults():
-    assert repr(CGCNNRegressor(lr=3e-3)) == "CGCNNRegressor(lr=0.003)"
+    assert repr(CGCNNRegressor(lr=1e-2)) == "CGCNNRegressor(lr=0.01)"
     assert repr(CGCNNRegressor()) == "CGCNNRegressor()"
     assert repr(CGCNNRegressor(n_conv=2, nonnegative="clip", optimizer__weight_decay=1e-5)) == (
         "CGCNNRegressor(n_conv=2, nonnegative='clip', optimizer__weight_decay=1e-05)"

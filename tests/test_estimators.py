@@ -308,7 +308,7 @@ def test_save_and_load_keep_training_parameters_and_versions(gaps, tmp_path):
     reg = CGCNNRegressor(
         nonnegative="softplus",
         optimizer=torch.optim.AdamW,
-        optimizer__weight_decay=1e-4,
+        weight_decay=1e-4,
         optimizer__betas=(0.8, 0.99),
         lr=3e-3,
         batch_size=16,
@@ -322,7 +322,14 @@ def test_save_and_load_keep_training_parameters_and_versions(gaps, tmp_path):
     assert set(card["versions"]) >= {"skcrystal", "torch", "skorch", "scikit-learn", "numpy"}
     assert card["versions"]["torch"] == importlib.metadata.version("torch")
     restored = load_model(path)
-    for name in ("nonnegative", "lr", "batch_size", "max_epochs", "n_iter_no_change"):
+    for name in (
+        "nonnegative",
+        "lr",
+        "weight_decay",
+        "batch_size",
+        "max_epochs",
+        "n_iter_no_change",
+    ):
         assert getattr(restored, name) == getattr(reg, name), name
     assert restored.optimizer is torch.optim.AdamW and restored.random_state == 3
     assert restored.early_stopping is False
@@ -331,7 +338,7 @@ def test_save_and_load_keep_training_parameters_and_versions(gaps, tmp_path):
     group = restored.optimizer_.param_groups[0]
     assert isinstance(restored.optimizer_, torch.optim.AdamW)
     assert group["weight_decay"] == 1e-4 and tuple(group["betas"]) == (0.8, 0.99)
-    assert group["lr"] == 3e-3
+    assert restored.history_[-1, "lr"] == 3e-3  # the epoch started at lr (cosine decay)
 
 
 def test_unstorable_training_parameters_warn_and_old_files_load(fitted, tmp_path):
@@ -364,7 +371,11 @@ def test_last_batch_of_one_single_atom_crystal_trains(mp_subset, pymatgen_struct
     crystals = [*mp_subset.structure.iloc[:128], _bcc_fe_primitive()]
     y = [*mp_subset.e_form.iloc[:128], 0.0]
     reg = CGCNNRegressor(
-        max_epochs=1, early_stopping=False, random_state=0, iterator_train__shuffle=False
+        max_epochs=1,
+        batch_size=128,
+        early_stopping=False,
+        random_state=0,
+        iterator_train__shuffle=False,
     )
     reg.fit(crystals, y)  # batches of 128 and of the 1-atom Fe cell
     assert len(reg.history[-1, "batches"]) == 2

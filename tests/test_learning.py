@@ -1,8 +1,11 @@
-"""A short training on real Materials Project crystals must learn: 5x better than the mean."""
+"""A short training on real Materials Project crystals must learn: 5x better than the mean.
+
+The recipe is the estimator's default (AdamW 3e-3, cosine decay, batch 64), shortened to
+40 epochs to keep the suite fast.
+"""
 
 import numpy as np
 import torch
-from skorch.callbacks import LRScheduler
 
 from skcrystal import CGCNNRegressor, CrystalGraphTransformer
 from skcrystal.datasets import load_mp_formation_energy
@@ -13,13 +16,7 @@ def test_cgcnn_beats_mean_predictor_fivefold_on_2000_mp_crystals(data_home):
     graphs = CrystalGraphTransformer(n_jobs=2).transform(df.structure)
     y = df.e_form.to_numpy()
     train, test = np.arange(2000), np.arange(2000, 2500)  # test crystals never seen in fit
-    reg = CGCNNRegressor(
-        lr=3e-3,
-        batch_size=64,
-        max_epochs=40,
-        callbacks=[("lr_schedule", LRScheduler("CosineAnnealingLR", T_max=40))],
-        random_state=0,
-    )
+    reg = CGCNNRegressor(max_epochs=40, random_state=0)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

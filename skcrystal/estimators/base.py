@@ -18,17 +18,18 @@ import torch
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet, NeuralNetRegressor
-from skorch.callbacks import EarlyStopping, ProgressBar
+from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
 from skorch.utils import to_tensor
 from torch.nn import functional as F
 from torch.utils.data import Subset
 
-from skcrystal.estimators.callbacks import ValidMAE
+from skcrystal.estimators.callbacks import LearningRateSchedule, ValidMAE
 from skcrystal.estimators.data import CrystalGraphDataset, root_dataset
 from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
 from skcrystal.graphs.atom_features import get_atom_feature_table
 from skcrystal.nn.batch import CrystalBatch
 from skcrystal.nn.layers import GaussianExpansion
+from skcrystal.recipes import auto_max_epochs, auto_n_iter_no_change, check_recipe
 
 
 @contextlib.contextmanager
@@ -100,13 +101,17 @@ class CrystalGraphNet(NeuralNet):
         graph_builder: CrystalGraphTransformer | None = None,
         early_stopping: bool = True,
         validation_fraction: float = 0.1,
-        n_iter_no_change: int = 20,
+        n_iter_no_change: int | str = "auto",
+        restore_best: bool = True,
         random_state: int | None = None,
         train_split: Any = "auto",
-        optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
-        lr: float = 1e-3,
-        max_epochs: int = 100,
-        batch_size: int = 128,
+        optimizer: type[torch.optim.Optimizer] = torch.optim.AdamW,
+        lr: float = 3e-3,
+        lr_schedule: str | LRScheduler = "cosine",
+        warmup_epochs: float = 0,
+        weight_decay: float = 0.0,
+        max_epochs: int | str = "auto",
+        batch_size: int = 64,
         verbose: int = 0,
         device: str = "cpu",
         **kwargs: Any,
@@ -129,7 +134,11 @@ class CrystalGraphNet(NeuralNet):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.restore_best = restore_best
         self.random_state = random_state
+        self.lr_schedule = lr_schedule
+        self.warmup_epochs = warmup_epochs
+        self.weight_decay = weight_decay
 
     #: Parameters that hold fitted inputs (a pretrained encoder, a teacher): clones share
     #: them instead of cloning them unfitted; a dict value is copied one level deep.
@@ -145,11 +154,15 @@ class CrystalGraphNet(NeuralNet):
     training_param_names: tuple[str, ...] = (
         "optimizer",
         "lr",
+        "lr_schedule",
+        "warmup_epochs",
+        "weight_decay",
         "max_epochs",
         "batch_size",
         "early_stopping",
         "validation_fraction",
         "n_iter_no_change",
+        "restore_best",
         "random_state",
         "train_split",
     )
@@ -243,11 +256,16 @@ class CrystalGraphNet(NeuralNet):
 
     def get_default_callbacks(self) -> list:
         callbacks = [*super().get_default_callbacks(), *self.scoring_callbacks()]
+        schedule = self.lr_schedule
+        if isinstance(schedule, str):
+            callbacks.append(("lr_schedule", LearningRateSchedule()))
+        elif schedule is not None:
+            callbacks.append(("lr_schedule", clone(schedule)))
         if self._stops_early():
             stopping = EarlyStopping(
                 monitor=self.early_stopping_monitor,
-                patience=self.n_iter_no_change,
-                load_best=True,
+                patience=getattr(self, "n_iter_no_change_", self.n_iter_no_change),
+                load_best=bool(self.restore_best),
             )
             callbacks.append(("early_stopping", stopping))
         if self.verbose and self.verbose >= 2:
@@ -351,10 +369,11 @@ class CrystalGraphNet(NeuralNet):
                     f"validation_data needs train_split='auto', got train_split="
                     f"{self.train_split!r}, which would ignore it"
                 )
+        self._resolve_recipe(self._n_training_crystals(train, valid))
         if self.early_stopping and self.train_split is None:
             warnings.warn(
                 "train_split=None leaves no validation crystals, so early stopping is off "
-                f"and training runs all max_epochs={self.max_epochs} epochs; set "
+                f"and training runs all {self.max_epochs_} epochs; set "
                 "early_stopping=False to say so (and silence this warning)",
                 UserWarning,
                 stacklevel=3,
@@ -362,12 +381,68 @@ class CrystalGraphNet(NeuralNet):
         self.validation_set_ = valid
         if self.warm_start and self.initialized_:
             self.initialize_callbacks()  # parameters such as early_stopping may have changed
+        first_epoch = len(self.history_) if self.warm_start and self.initialized_ else 0
         try:
             with seeded(self.random_state, self.device):
-                super().fit(train, None, **fit_params)
+                super().fit(train, None, epochs=self.max_epochs_, **fit_params)
         finally:
             self.validation_set_ = None
+        self._record_epochs(first_epoch)
         return self
+
+    def _n_training_crystals(self, train, valid) -> int:
+        """How many crystals the fit trains on, once the internal validation split is taken."""
+        n = len(train)
+        if valid is None and self.train_split == "auto" and self.early_stopping:
+            n -= round(self.validation_fraction * n)
+        return n
+
+    def _resolve_recipe(self, n_train: int) -> None:
+        """Check the recipe's parameters; set ``max_epochs_`` and ``n_iter_no_change_``."""
+        check_recipe(self)
+        self.max_epochs_ = (
+            auto_max_epochs(n_train) if self.max_epochs == "auto" else int(self.max_epochs)
+        )
+        patience = self.n_iter_no_change
+        self.n_iter_no_change_ = (
+            auto_n_iter_no_change(self.max_epochs_) if patience == "auto" else int(patience)
+        )
+
+    def _record_epochs(self, first_epoch: int) -> None:
+        """Record ``n_epochs_`` (of the last fit) and ``best_epoch_`` (1-based, weights kept)."""
+        epochs = self.history_[first_epoch:]
+        self.n_epochs_ = len(epochs)
+        self.best_epoch_ = self.n_epochs_
+        monitor = self.early_stopping_monitor
+        if self._stops_early() and self.restore_best and epochs and monitor in epochs[0]:
+            scores = [epoch[monitor] for epoch in epochs]
+            self.best_epoch_ = int(np.argmin(scores)) + 1
+
+    def get_params_for_optimizer(self, prefix, named_parameters):
+        """The optimizer's parameter groups: ``weight_decay`` on weight matrices only.
+
+        Biases and normalisation scales (parameters with fewer than two dimensions) are
+        never decayed, as in ALIGNN's and most transformer recipes; every group gets an
+        explicit ``weight_decay`` (AdamW would otherwise apply its own default of 0.01).
+        """
+        args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
+        if prefix != "optimizer" or not args:
+            return args, kwargs
+        if "weight_decay" in kwargs:
+            raise ValueError(
+                "set weight_decay=..., not optimizer__weight_decay=... (the estimator's "
+                "weight_decay spares biases and normalisation parameters)"
+            )
+        groups = []
+        for group in args[0]:
+            group = dict(group) if isinstance(group, dict) else {"params": [group]}
+            params = list(group.pop("params"))
+            decay = group.pop("weight_decay", self.weight_decay)
+            matrices = [p for p in params if p.ndim > 1]
+            vectors = [p for p in params if p.ndim <= 1]
+            groups += [{**group, "params": matrices, "weight_decay": decay}] if matrices else []
+            groups += [{**group, "params": vectors, "weight_decay": 0.0}] if vectors else []
+        return (groups, *args[1:]), kwargs
 
     def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params):
         """Continue training the current weights (``fit`` with ``warm_start=True``)."""

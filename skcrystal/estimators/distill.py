@@ -128,7 +128,8 @@ class DistilledRegressor(CrystalGraphRegressorBase):
     alpha : float, default=0.5
         Weight of the embedding loss, in [0, 1).
     nonnegative, graph_builder, early_stopping, validation_fraction, n_iter_no_change,
-    random_state, lr, max_epochs, batch_size, device, **kwargs
+    restore_best, random_state, optimizer, lr, lr_schedule, warmup_epochs, weight_decay,
+    max_epochs, batch_size, device, **kwargs
         As :class:`~skcrystal.estimators.CGCNNRegressor`. The graphs must be built like
         the teacher's (cutoff, neighbours, atom features).
 
@@ -167,10 +168,9 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         student: str = "cgcnn",
         student_params: dict | None = None,
         alpha: float = 0.5,
-        lr: float = 3e-3,
         **kwargs: Any,
     ) -> None:
-        super().__init__(module, lr=lr, **kwargs)
+        super().__init__(module, **kwargs)
         self.teacher = teacher
         self.student = student
         self.student_params = student_params

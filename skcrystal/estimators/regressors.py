@@ -52,15 +52,21 @@ class CGCNNRegressor(CrystalGraphRegressorBase):
         Used when ``X`` holds structures rather than :class:`~skcrystal.CrystalGraphs`;
         None means ``CrystalGraphTransformer()`` (8 Å, 12 neighbours, CGCNN features).
     early_stopping : bool, default=True
-        Keep the epoch with the lowest validation MAE and stop after
-        ``n_iter_no_change`` epochs without improvement. The validation crystals are
-        ``validation_data`` when given to :meth:`fit`, otherwise a random
+        Keep the epoch with the lowest validation MAE (see ``restore_best``) and stop
+        after ``n_iter_no_change`` epochs without improvement. The validation crystals
+        are ``validation_data`` when given to :meth:`fit`, otherwise a random
         ``validation_fraction`` of the training crystals. Set it to False to train for
         exactly ``max_epochs`` on all crystals (e.g. inside an outer cross-validation).
         With ``train_split=None`` there are no validation crystals: early stopping is
         then off, with a warning.
     validation_fraction : float, default=0.1
-    n_iter_no_change : int, default=20
+    n_iter_no_change : int or "auto", default="auto"
+        Patience of early stopping, in epochs. "auto" (resolved in :meth:`fit`, recorded
+        as ``n_iter_no_change_``) is a quarter of the epochs, at least 20
+        (:func:`skcrystal.recipes.auto_n_iter_no_change`).
+    restore_best : bool, default=True
+        With early stopping, end with the weights of the best validation epoch
+        (``best_epoch_``) rather than those of the last epoch.
     random_state : int, default=None
         Seeds initialisation, shuffling and the validation split: two fits with the same
         value on the CPU give identical models. Leaves the global torch RNG untouched.
@@ -68,10 +74,29 @@ class CGCNNRegressor(CrystalGraphRegressorBase):
         "auto" follows ``early_stopping`` / ``validation_data`` as above; anything else is
         passed to skorch unchanged (None: no validation; ``validation_data`` then is
         refused, as it would be ignored).
-    optimizer : torch optimizer class, default=torch.optim.Adam
-    lr : float, default=1e-3
-    max_epochs : int, default=100
-    batch_size : int, default=128
+    optimizer : torch optimizer class, default=torch.optim.AdamW
+    lr : float, default=3e-3
+        Base (peak) learning rate.
+    lr_schedule : {"cosine", "constant", "onecycle", "plateau"} or skorch LRScheduler, \
+default="cosine"
+        How the learning rate moves during a fit: "cosine" decays it from ``lr`` to 0
+        over all mini-batches of the ``max_epochs_`` epochs; "constant" keeps it;
+        "onecycle" is PyTorch's one-cycle policy with peak ``lr``; "plateau" halves it
+        after 10 epochs without a better validation score. A skorch ``LRScheduler`` is
+        used as given (e.g. ``LRScheduler("MultiStepLR", milestones=[100])``). See
+        :class:`~skcrystal.estimators.callbacks.LearningRateSchedule`.
+    warmup_epochs : float, default=0
+        Linear warm-up of the learning rate over this many epochs ("cosine" and
+        "constant" only).
+    weight_decay : float, default=0.0
+        Decay of the weight matrices (AdamW's decoupled decay; biases and normalisation
+        parameters are never decayed). Use it instead of ``optimizer__weight_decay``.
+    max_epochs : int or "auto", default="auto"
+        "auto" (resolved in :meth:`fit`, recorded as ``max_epochs_``) follows the number of
+        training crystals ``n``: ``300 * sqrt(1000 / n)`` within [50, 500]
+        (:func:`skcrystal.recipes.auto_max_epochs`): 500 epochs on up to 360 crystals, 300
+        on 1,000, 113 on 7,000, 60 on 25,000.
+    batch_size : int, default=64
         Crystals per mini-batch for training and prediction (prediction memory is bounded
         by it).
     verbose : int, default=0
@@ -87,19 +112,35 @@ class CGCNNRegressor(CrystalGraphRegressorBase):
 
     Notes
     -----
+    The defaults (AdamW, ``lr=3e-3``, cosine decay, batch 64, epochs and patience from
+    the data size, best epoch restored) are one recipe shared by the regressors, chosen
+    on validation data across datasets of 600 to 7,000 crystals (docs/training.md,
+    ``benchmarks/recipes.py``). Other recipes by name, such as the CGCNN authors' (SGD
+    0.01, momentum 0.9, step decay, 300 epochs): ``CGCNNRegressor(**recipe("cgcnn-authors"))``
+    with :func:`skcrystal.recipes.recipe`.
+
     :func:`skcrystal.hub.save_model` stores, besides the network, the training parameters
-    (``optimizer``, ``lr``, ``max_epochs``, ``batch_size``, ``early_stopping``,
-    ``validation_fraction``, ``n_iter_no_change``, ``random_state``, ``train_split`` and
-    every ``optimizer__*``, ``criterion__*``, ``iterator_*__*`` parameter), which
-    :func:`~skcrystal.hub.load_model` restores, so that ``warm_start`` and
-    :func:`~skcrystal.finetune.fine_tune` continue with them.
+    (``optimizer``, ``lr``, ``lr_schedule`` when a name, ``warmup_epochs``,
+    ``weight_decay``, ``max_epochs``, ``batch_size``, ``early_stopping``,
+    ``validation_fraction``, ``n_iter_no_change``, ``restore_best``, ``random_state``,
+    ``train_split`` and every ``optimizer__*``, ``criterion__*``, ``iterator_*__*``
+    parameter), which :func:`~skcrystal.hub.load_model` restores, so that ``warm_start``
+    and :func:`~skcrystal.finetune.fine_tune` continue with them.
 
     Attributes
     ----------
     module_ : CGCNN
         The trained network.
     history_ : skorch History
-        Per-epoch ``train_loss``, ``valid_loss`` (standardised MSE) and ``valid_mae``.
+        Per-epoch ``train_loss``, ``valid_loss`` (standardised MSE), ``valid_mae`` and
+        ``lr`` (the learning rate at the epoch's first step).
+    max_epochs_, n_iter_no_change_ : int
+        The epochs and patience of the last fit (``"auto"`` resolved).
+    n_epochs_ : int
+        Epochs the last fit ran (fewer than ``max_epochs_`` when it stopped early).
+    best_epoch_ : int
+        The epoch (1-based, within the last fit) whose weights the model holds: the best
+        validation epoch with early stopping and ``restore_best``, else the last.
     target_mean_, target_scale_ : ndarray
         Standardisation of the targets, from the training rows.
     n_targets_ : int

@@ -1,0 +1,312 @@
+"""Training recipes compared across datasets: what chose the estimators' defaults.
+
+Each dataset has a fixed train / validation / test split (MP subsets: rows of the fixed
+20/10/70 MP split; the others: a seed-0 permutation, 60/20/20). Every arm trains
+``CGCNNRegressor`` on the training rows with ``validation_data`` = the validation rows
+(the best epoch is kept by validation MAE); the test rows are only reported. Arms:
+
+- ``new``: the estimators' defaults (``skcrystal.recipes``), run for all ``max_epochs_``
+  without stopping; ``new`` rows of the report apply the default patience to the
+  recorded validation curve (exact: the cosine schedule does not depend on where training
+  stops), ``new-full`` is the same run without early stopping;
+- ``old``: skcrystal 0.1's defaults, ``recipe("skcrystal-0.1")``, as they run;
+- ``authors``: the CGCNN authors' recipe, ``recipe("cgcnn-authors")``;
+- sweep arms: the defaults with one thing changed (``lr1e-3``, ``lr1e-2``,
+  ``onecycle``, ``plateau``, ``constant``, ``bs128``, ``epochs0.5``, ``epochs2``,
+  ``warmup5``, ``wd1e-4``).
+
+The test MAE is computed at every epoch whose validation MAE is the best so far (the
+epochs early stopping can return), so any patience can be replayed from one run.
+Results are appended to ``benchmarks/results/recipes.jsonl`` (one line per run; runs
+already there are skipped), and ``--report`` writes the tables into docs/benchmarks.md.
+
+    python benchmarks/recipes.py --datasets dielectric piezo --arms new old authors
+    python benchmarks/recipes.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from report import machine, markdown_table, write_section
+from skorch.callbacks import Callback
+
+from skcrystal import CGCNNRegressor, CrystalGraphTransformer
+from skcrystal.datasets import (
+    get_data_home,
+    load_cgcnn_folder,
+    load_matminer_legacy,
+    load_mp_band_gap,
+    load_mp_formation_energy,
+)
+from skcrystal.recipes import auto_max_epochs, auto_n_iter_no_change, recipe
+
+RESULTS = Path(__file__).parent / "results" / "recipes.jsonl"
+
+
+# --------------------------------------------------------------------------- datasets
+def _split(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    order = np.random.default_rng(0).permutation(n)
+    n_train, n_valid = int(0.6 * n), int(0.2 * n)
+    return order[:n_train], order[n_train : n_train + n_valid], order[n_train + n_valid :]
+
+
+def _three(structures, y) -> dict:
+    train, valid, test = _split(len(y))
+    s, y = np.asarray(structures, dtype=object), np.asarray(y, dtype=float)
+    return {
+        part: (list(s[rows]), y[rows])
+        for part, rows in zip(("train", "valid", "test"), (train, valid, test), strict=True)
+    }
+
+
+def _mp(loader, column: str, n_train: int | None, n_test: int) -> dict:
+    parts = {}
+    for part, n in (
+        ("train", n_train),
+        ("valid", None if n_train is None else n_train // 2),
+        ("test", n_test),
+    ):
+        rows = loader(split=part) if n is None else loader(split=part, sample=n, random_state=0)
+        parts[part] = (list(rows.structure), rows[column].to_numpy(float))
+    return parts
+
+
+def _elasticity(column: str) -> dict:
+    table = load_cgcnn_folder(get_data_home() / "mp_cgcnn_elasticity_3191.tar.xz")
+    y = table.iloc[:, 1:4].set_axis(["K", "G", "poisson"], axis=1)[column].to_numpy(float)
+    return _three(table.structure, y if column == "poisson" else np.log10(y))
+
+
+def _legacy(name: str, column: str) -> dict:
+    table = load_matminer_legacy(name)
+    return _three(table.structure, table[column])
+
+
+def _carbon() -> dict:
+    from pymatgen.core import Structure
+
+    folder = get_data_home() / "cdvae"
+    table = pd.concat(
+        [pd.read_csv(folder / f"carbon_24_{part}.csv.gz", index_col=0) for part in ("val", "test")]
+    )
+    structures = [Structure.from_str(cif, fmt="cif") for cif in table.cif]
+    return _three(structures, table.energy_per_atom)
+
+
+DATASETS = {
+    "mp-eform-1k": lambda: _mp(load_mp_formation_energy, "e_form", 1000, 1000),
+    "mp-gap-1k": lambda: _mp(load_mp_band_gap, "gap_pbe", 1000, 1000),
+    "mp-eform-7k": lambda: _mp(load_mp_formation_energy, "e_form", None, 2000),
+    "elastic-logK": lambda: _elasticity("K"),
+    "elastic-logG": lambda: _elasticity("G"),
+    "elastic-poisson": lambda: _elasticity("poisson"),
+    "dielectric-n": lambda: _legacy("dielectric_constant", "n"),
+    "piezo-eij": lambda: _legacy("piezoelectric_tensor", "eij_max"),
+    "flla-eform": lambda: _legacy("flla_2015", "formation_energy_per_atom"),
+    "carbon24": _carbon,
+}
+UNITS = {
+    "mp-eform-1k": "eV/atom",
+    "mp-eform-7k": "eV/atom",
+    "mp-gap-1k": "eV",
+    "elastic-logK": "log10 GPa",
+    "elastic-logG": "log10 GPa",
+    "elastic-poisson": "",
+    "dielectric-n": "",
+    "piezo-eij": "C/m²",
+    "flla-eform": "eV/atom",
+    "carbon24": "eV/atom",
+}
+
+
+# --------------------------------------------------------------------------- arms
+def arm_params(arm: str, n_train: int) -> dict:
+    """The estimator parameters of an arm (``new`` runs every epoch; see the module doc)."""
+    if arm == "old":
+        return recipe("skcrystal-0.1")
+    if arm == "authors":
+        return recipe("cgcnn-authors")
+    epochs = auto_max_epochs(n_train)
+    changes = {
+        "new": {},
+        "lr1e-3": {"lr": 1e-3},
+        "lr1e-2": {"lr": 1e-2},
+        "onecycle": {"lr_schedule": "onecycle"},
+        "plateau": {"lr_schedule": "plateau"},
+        "constant": {"lr_schedule": "constant"},
+        "bs128": {"batch_size": 128},
+        "epochs0.5": {"max_epochs": math.ceil(epochs / 2)},
+        "epochs2": {"max_epochs": 2 * epochs},
+        "warmup5": {"warmup_epochs": 5},
+        "wd1e-4": {"weight_decay": 1e-4},
+    }[arm]
+    max_epochs = changes.pop("max_epochs", epochs)
+    return {"max_epochs": max_epochs, "n_iter_no_change": max_epochs, **changes}
+
+
+class TestAtBest(Callback):
+    """Test MAE at each epoch whose validation MAE is the best so far (reporting only)."""
+
+    def __init__(self, graphs, y):
+        self.graphs, self.y = graphs, y
+
+    def on_train_begin(self, net, **kwargs):
+        self.best_ = math.inf
+
+    def on_epoch_end(self, net, **kwargs):
+        score = net.history[-1, "valid_mae"]
+        last = len(net.history) == net.max_epochs_
+        if score < self.best_ or last:
+            self.best_ = min(score, self.best_)
+            mae = float(np.abs(net.predict(self.graphs) - self.y).mean())
+            net.history.record("test_mae", mae)
+
+
+def run(dataset: str, arm: str, seed: int, data: dict, graphs: dict) -> dict:
+    n_train = len(data["train"][1])
+    params = arm_params(arm, n_train)
+    test = TestAtBest(graphs["test"], data["test"][1])
+    reg = CGCNNRegressor(
+        random_state=seed,
+        callbacks=[("test_at_best", test)],
+        iterator_valid__batch_size=256,
+        **params,
+    )
+    start = time.perf_counter()
+    reg.fit(graphs["train"], data["train"][1], validation_data=(graphs["valid"], data["valid"][1]))
+    seconds = time.perf_counter() - start
+    history = reg.history_
+    return {
+        "dataset": dataset,
+        "arm": arm,
+        "seed": seed,
+        "n_train": n_train,
+        "n_valid": len(data["valid"][1]),
+        "n_test": len(data["test"][1]),
+        "max_epochs": reg.max_epochs_,
+        "n_iter_no_change": reg.n_iter_no_change_,
+        "n_epochs": reg.n_epochs_,
+        "best_epoch": reg.best_epoch_,
+        "seconds": seconds,
+        "valid_mae": [h["valid_mae"] for h in history],
+        "test_mae": [h.get("test_mae") for h in history],
+        "test_mae_final": float(np.abs(reg.predict(graphs["test"]) - data["test"][1]).mean()),
+        "params": {k: repr(v) for k, v in params.items()},
+        "threads": torch.get_num_threads(),
+    }
+
+
+# --------------------------------------------------------------------------- replay
+def replay(result: dict, patience: int | None) -> tuple[float, float, int]:
+    """(valid MAE, test MAE, epochs run) of the run stopped with ``patience`` (None: never)."""
+    valid = np.asarray(result["valid_mae"])
+    best, stop = 0, len(valid)
+    for epoch in range(len(valid)):
+        if valid[epoch] < valid[best]:
+            best = epoch
+        if patience is not None and epoch - best >= patience:
+            stop = epoch + 1
+            break
+    return float(valid[best]), float(result["test_mae"][best]), stop
+
+
+def summary_rows(results: list[dict]) -> list[dict]:
+    rows = []
+    for r in results:
+        per_epoch = r["seconds"] / max(r["n_epochs"], 1)
+        if r["arm"] == "new":
+            variants = [("new", auto_n_iter_no_change(r["max_epochs"])), ("new-full", None)]
+        elif r["arm"] in ("old", "authors"):
+            variants = [(r["arm"], r["n_iter_no_change"])]
+        else:
+            variants = [(r["arm"], auto_n_iter_no_change(r["max_epochs"]))]
+        for name, patience in variants:
+            valid, test, stop = replay(r, patience)
+            rows.append(
+                {
+                    "dataset": r["dataset"],
+                    "arm": name,
+                    "seed": r["seed"],
+                    "n_train": r["n_train"],
+                    "valid": valid,
+                    "test": test,
+                    "epochs": stop,
+                    "minutes": stop * per_epoch / 60,
+                }
+            )
+    return rows
+
+
+def report(results: list[dict]) -> str:
+    rows = pd.DataFrame(summary_rows(results))
+    lines = []
+    for dataset, group in rows.groupby("dataset", sort=False):
+        group = group.groupby("arm", sort=False)[["valid", "test", "epochs", "minutes"]].mean()
+        best = group["valid"].idxmin()
+        table = [
+            {
+                "arm": arm,
+                "valid MAE": g.valid,
+                "test MAE": g.test,
+                "epochs": f"{g.epochs:.0f}",
+                "fit min (1 thread)": f"{g.minutes:.1f}",
+                "": "best valid" if arm == best else "",
+            }
+            for arm, g in group.iterrows()
+        ]
+        n = rows[rows.dataset == dataset].n_train.iloc[0]
+        lines.append(f"**{dataset}** ({n} training crystals, MAE in {UNITS[dataset] or 'units'})\n")
+        lines.append(markdown_table(table))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="*", default=[], choices=list(DATASETS))
+    parser.add_argument("--arms", nargs="*", default=["new", "old", "authors"])
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    RESULTS.parent.mkdir(exist_ok=True)
+    done = set()
+    if RESULTS.exists():
+        done = {(r["dataset"], r["arm"], r["seed"]) for r in map(json.loads, RESULTS.open())}
+    for dataset in args.datasets:
+        todo = [(a, s) for a in args.arms for s in args.seeds if (dataset, a, s) not in done]
+        if not todo:
+            continue
+        data = DATASETS[dataset]()
+        builder = CrystalGraphTransformer()
+        graphs = {part: builder.transform(data[part][0]) for part in data}
+        for arm, seed in todo:
+            result = run(dataset, arm, seed, data, graphs)
+            with RESULTS.open("a") as stream:
+                stream.write(json.dumps(result) + "\n")
+            valid, test, _ = replay(result, None)
+            print(
+                f"{dataset} {arm} seed {seed}: valid {valid:.4g} test {test:.4g} "
+                f"({result['n_epochs']} epochs, {result['seconds']:.0f} s)",
+                flush=True,
+            )
+    if args.report:
+        results = [json.loads(line) for line in RESULTS.open()]
+        text = report(results)
+        print(text)
+        write_section("recipes", "Training recipes across datasets", f"{text}\n{machine()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Training recipes: how the estimators' defaults size a fit, and published recipes by name.
+
+The estimators train with one shared recipe unless told otherwise: AdamW at ``lr=3e-3``,
+a cosine decay to 0 over all mini-batches (``lr_schedule="cosine"``), batch 64, and a
+number of epochs that follows the number of training crystals (``max_epochs="auto"``,
+:func:`auto_max_epochs`), with early stopping on the validation MAE after
+``n_iter_no_change="auto"`` epochs without improvement (:func:`auto_n_iter_no_change`)
+and the best epoch restored. The comparison that chose these values is in
+``docs/training.md`` (``benchmarks/recipes.py``).
+
+:func:`recipe` gives the parameters of other recipes, such as the CGCNN authors' (to
+reproduce a paper) or skcrystal 0.1's defaults, for any estimator:
+``CGCNNRegressor(**recipe("cgcnn-authors"))``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import torch
+from sklearn.base import clone
+from skorch.callbacks import LRScheduler
+
+__all__ = [
+    "LR_SCHEDULES",
+    "RECIPES",
+    "auto_max_epochs",
+    "auto_n_iter_no_change",
+    "check_recipe",
+    "recipe",
+]
+
+#: The values of ``lr_schedule`` besides a skorch ``LRScheduler``
+#: (see :class:`skcrystal.estimators.callbacks.LearningRateSchedule`).
+LR_SCHEDULES = ("constant", "cosine", "onecycle", "plateau")
+
+#: ``auto_max_epochs``: epochs at 1,000 training crystals, and the bounds.
+EPOCHS_AT_1000 = 300
+MIN_EPOCHS, MAX_EPOCHS = 50, 500
+
+#: ``auto_n_iter_no_change``: patience as a fraction of the epochs, and its floor.
+PATIENCE_FRACTION, MIN_PATIENCE = 0.25, 20
+
+
+def auto_max_epochs(n_train: int) -> int:
+    """Epochs of a fit on ``n_train`` crystals when ``max_epochs="auto"``.
+
+    ``EPOCHS_AT_1000 * sqrt(1000 / n_train)``, rounded and kept within
+    [``MIN_EPOCHS``, ``MAX_EPOCHS``]: small sets get more passes (their epochs are short
+    and have few mini-batches), large sets fewer, so that a fit on 50,000 crystals takes
+    hours on a CPU rather than days.
+
+    Examples
+    --------
+    >>> [auto_max_epochs(n) for n in (100, 1_000, 7_000, 25_000, 100_000)]
+    [500, 300, 113, 60, 50]
+    """
+    epochs = round(EPOCHS_AT_1000 * math.sqrt(1000 / max(int(n_train), 1)))
+    return int(min(max(epochs, MIN_EPOCHS), MAX_EPOCHS))
+
+
+def auto_n_iter_no_change(max_epochs: int) -> int:
+    """Early-stopping patience for a fit of ``max_epochs`` when ``n_iter_no_change="auto"``.
+
+    ``PATIENCE_FRACTION`` of the epochs, at least ``MIN_PATIENCE``.
+
+    Examples
+    --------
+    >>> [auto_n_iter_no_change(n) for n in (50, 113, 300, 500)]
+    [20, 29, 75, 125]
+    """
+    return max(MIN_PATIENCE, math.ceil(PATIENCE_FRACTION * max_epochs))
+
+
+def _positive_int_or_auto(name: str, value: Any) -> None:
+    if value == "auto":
+        return
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer or 'auto', got {value!r}")
+
+
+def check_recipe(net: Any) -> None:
+    """Refuse recipe parameters of ``net`` that training cannot use, saying why.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``lr_schedule``, a negative or misplaced ``warmup_epochs``, a
+        negative ``weight_decay``, or ``max_epochs`` / ``n_iter_no_change`` that are
+        neither positive integers nor "auto".
+    """
+    _positive_int_or_auto("max_epochs", net.max_epochs)
+    _positive_int_or_auto("n_iter_no_change", net.n_iter_no_change)
+    schedule = net.lr_schedule
+    if not (schedule in LR_SCHEDULES or isinstance(schedule, LRScheduler)):
+        raise ValueError(
+            f"lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))} or a skorch "
+            f"LRScheduler, got {schedule!r}"
+        )
+    warmup = net.warmup_epochs
+    if not isinstance(warmup, numbers.Real) or warmup < 0:
+        raise ValueError(f"warmup_epochs must be a number >= 0, got {warmup!r}")
+    if warmup and schedule not in ("constant", "cosine"):
+        raise ValueError(
+            f"warmup_epochs={warmup} works with lr_schedule 'constant' or 'cosine', not "
+            f"{schedule!r} ('onecycle' warms up by itself)"
+        )
+    if not isinstance(net.weight_decay, numbers.Real) or net.weight_decay < 0:
+        raise ValueError(f"weight_decay must be a number >= 0, got {net.weight_decay!r}")
+
+
+#: Named recipes: estimator parameters that override the defaults.
+RECIPES: dict[str, dict[str, Any]] = {
+    # Xie & Grossman's CGCNN code (txie-93/cgcnn main.py): SGD, lr 0.01, momentum 0.9,
+    # lr x0.1 at epoch 100, batch 256, no weight decay; 300 epochs as in the paper's
+    # runs, keeping the epoch with the best validation MAE (the code trains all epochs).
+    "cgcnn-authors": {
+        "optimizer": torch.optim.SGD,
+        "optimizer__momentum": 0.9,
+        "lr": 0.01,
+        "lr_schedule": LRScheduler("MultiStepLR", milestones=[100], gamma=0.1),
+        "warmup_epochs": 0,
+        "weight_decay": 0.0,
+        "max_epochs": 300,
+        "n_iter_no_change": 300,
+        "batch_size": 256,
+    },
+    # skcrystal 0.1's defaults, for comparison.
+    "skcrystal-0.1": {
+        "optimizer": torch.optim.Adam,
+        "lr": 1e-3,
+        "lr_schedule": "constant",
+        "warmup_epochs": 0,
+        "weight_decay": 0.0,
+        "max_epochs": 100,
+        "n_iter_no_change": 20,
+        "batch_size": 128,
+    },
+}
+
+
+def recipe(name: str) -> dict[str, Any]:
+    """The estimator parameters of the recipe ``name`` (a fresh copy), for ``**`` or ``set_params``.
+
+    Parameters
+    ----------
+    name : {"cgcnn-authors", "skcrystal-0.1"}
+        "cgcnn-authors": the CGCNN authors' code (SGD 0.01, momentum 0.9, step decay x0.1
+        at epoch 100, 300 epochs, batch 256, best validation epoch kept);
+        "skcrystal-0.1": this library's defaults before 0.2 (Adam 1e-3, constant, 100
+        epochs, patience 20, batch 128).
+
+    Returns
+    -------
+    dict
+        Parameter names and values, e.g. ``{"optimizer": torch.optim.SGD, "lr": 0.01, ...}``.
+
+    Examples
+    --------
+    >>> from skcrystal import CGCNNRegressor
+    >>> from skcrystal.recipes import recipe
+    >>> reg = CGCNNRegressor(**recipe("cgcnn-authors"))
+    >>> reg.lr, reg.max_epochs, reg.batch_size
+    (0.01, 300, 256)
+    """
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return {key: clone(value, safe=False) for key, value in RECIPES[name].items()}
