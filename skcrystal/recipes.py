@@ -74,11 +74,11 @@ def auto_n_iter_no_change(max_epochs: int) -> int:
     return max(MIN_PATIENCE, math.ceil(PATIENCE_FRACTION * max_epochs))
 
 
-def _positive_int_or_auto(name: str, value: Any) -> None:
+def _int_or_auto(name: str, value: Any, minimum: int) -> None:
     if value == "auto":
         return
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer or 'auto', got {value!r}")
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum} or 'auto', got {value!r}")
 
 
 def check_recipe(net: Any) -> None:
@@ -88,11 +88,11 @@ def check_recipe(net: Any) -> None:
     ------
     ValueError
         For an unknown ``lr_schedule``, a negative or misplaced ``warmup_epochs``, a
-        negative ``weight_decay``, or ``max_epochs`` / ``n_iter_no_change`` that are
-        neither positive integers nor "auto".
+        negative ``weight_decay``, or ``max_epochs`` (``n_iter_no_change``) that is
+        neither an integer >= 0 (>= 1) nor "auto".
     """
-    _positive_int_or_auto("max_epochs", net.max_epochs)
-    _positive_int_or_auto("n_iter_no_change", net.n_iter_no_change)
+    _int_or_auto("max_epochs", net.max_epochs, 0)  # 0: set the network up without training
+    _int_or_auto("n_iter_no_change", net.n_iter_no_change, 1)
     schedule = net.lr_schedule
     if not (schedule in LR_SCHEDULES or isinstance(schedule, LRScheduler)):
         raise ValueError(

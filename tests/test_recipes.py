@@ -172,7 +172,8 @@ def test_authors_recipe_by_name(data):
         ({"lr_schedule": "onecycle", "warmup_epochs": 2}, "warms up by itself"),
         ({"warmup_epochs": -1}, "warmup_epochs must be"),
         ({"weight_decay": -0.1}, "weight_decay must be"),
-        ({"max_epochs": 0}, "max_epochs must be a positive integer or 'auto'"),
+        ({"max_epochs": -1}, "max_epochs must be an integer >= 0 or 'auto'"),
+        ({"n_iter_no_change": 0}, "n_iter_no_change must be an integer >= 1"),
         ({"n_iter_no_change": "soon"}, "n_iter_no_change must be"),
     ],
 )
