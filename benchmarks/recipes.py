@@ -224,7 +224,12 @@ def summary_rows(results: list[dict]) -> list[dict]:
     for r in results:
         per_epoch = r["seconds"] / max(r["n_epochs"], 1)
         if r["arm"] == "new":
-            variants = [("new", auto_n_iter_no_change(r["max_epochs"])), ("new-full", None)]
+            variants = [
+                ("new", auto_n_iter_no_change(r["max_epochs"])),
+                ("new, patience 1/4", math.ceil(r["max_epochs"] / 4)),
+                ("new, patience 1/2", math.ceil(r["max_epochs"] / 2)),
+                ("new, no early stop", None),
+            ]
         elif r["arm"] in ("old", "authors"):
             variants = [(r["arm"], r["n_iter_no_change"])]
         else:
@@ -246,9 +251,36 @@ def summary_rows(results: list[dict]) -> list[dict]:
     return rows
 
 
+def _cell(arms: pd.DataFrame, arm: str, column: str) -> str:
+    return f"{arms.loc[arm, column]:.4g}" if arm in arms.index else "not run"
+
+
+def overview(rows: pd.DataFrame) -> str:
+    """One line per dataset: the new defaults against the old, the authors' and the sweep."""
+    lines = []
+    for dataset, group in rows.groupby("dataset", sort=False):
+        arms = group.groupby("arm", sort=False)[["valid", "test", "minutes"]].mean()
+        sweep = arms.drop(index=[a for a in ("old", "authors") if a in arms.index])
+        best = sweep["valid"].idxmin()
+        ratio = arms.loc["new", "valid"] / arms.loc[best, "valid"] if "new" in arms.index else None
+        lines.append(
+            {
+                "dataset": dataset,
+                "n train": int(group.n_train.iloc[0]),
+                "new (test)": _cell(arms, "new", "test"),
+                "old (test)": _cell(arms, "old", "test"),
+                "authors (test)": _cell(arms, "authors", "test"),
+                "sweep best on valid (test)": f"{best} ({arms.loc[best, 'test']:.4g})",
+                "new valid / best valid": "" if ratio is None else f"{ratio:.3f}",
+                "new fit min": _cell(arms, "new", "minutes"),
+            }
+        )
+    return markdown_table(lines)
+
+
 def report(results: list[dict]) -> str:
     rows = pd.DataFrame(summary_rows(results))
-    lines = []
+    lines = [overview(rows), ""]
     for dataset, group in rows.groupby("dataset", sort=False):
         group = group.groupby("arm", sort=False)[["valid", "test", "epochs", "minutes"]].mean()
         best = group["valid"].idxmin()

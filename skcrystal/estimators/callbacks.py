@@ -79,7 +79,7 @@ class LearningRateSchedule(Callback):
 
     "constant" and "cosine" take a linear warm-up over the first ``net.warmup_epochs``
     epochs. The learning rate of each epoch's first step is recorded as ``lr`` in the
-    history.
+    history. When training ends, the optimizer gets back the settings it started with.
     """
 
     def on_train_begin(self, net, **kwargs) -> None:
@@ -91,8 +91,12 @@ class LearningRateSchedule(Callback):
         total = self.total_steps_ = steps_per_epoch * net.max_epochs_
         warmup = round(net.warmup_epochs * steps_per_epoch)
         optimizer = net.optimizer_
+        self.settings_ = [
+            {key: value for key, value in group.items() if key != "params"}
+            for group in optimizer.param_groups
+        ]
         for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
+            group.pop("initial_lr", None)  # each fit starts from the optimizer's own lr
         schedules = torch.optim.lr_scheduler
         if net.lr_schedule == "onecycle":
             base = [group["lr"] for group in optimizer.param_groups]
@@ -127,4 +131,14 @@ class LearningRateSchedule(Callback):
             self.scheduler_.step(score)
 
     def on_train_end(self, net, **kwargs) -> None:
-        self.scheduler_ = None  # holds the optimizer; the schedule restarts with each fit
+        """Give the optimizer back its settings (lr, betas...) and drop the scheduler.
+
+        The next ``fit`` / ``partial_fit`` then starts from the base ``lr`` (or from one
+        changed with ``set_params``) rather than from where the schedule ended.
+        """
+        if self.scheduler_ is not None:
+            for group, settings in zip(net.optimizer_.param_groups, self.settings_, strict=True):
+                for key in set(group) - {"params"} - set(settings):
+                    del group[key]
+                group.update(settings)
+        self.scheduler_ = None
