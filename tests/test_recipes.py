@@ -59,10 +59,10 @@ def test_auto_epochs_follow_the_data_size_and_are_recorded(data):
 
 
 def test_auto_rules():
-    assert [auto_max_epochs(n) for n in (10, 360, 1000, 7000, 25_000, 10**6)] == [
-        500, 500, 300, 113, 60, 50,
+    assert [auto_max_epochs(n) for n in (10, 90, 564, 1000, 2250, 7000, 10**6)] == [
+        500, 500, 200, 150, 100, 100, 100,
     ]  # fmt: skip
-    assert auto_n_iter_no_change(50) == 20 and auto_n_iter_no_change(300) == 75
+    assert auto_n_iter_no_change(30) == 20 and auto_n_iter_no_change(151) == 76
 
 
 def test_cosine_schedule_is_stepped_per_batch(data):

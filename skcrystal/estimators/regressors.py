@@ -62,7 +62,7 @@ class CGCNNRegressor(CrystalGraphRegressorBase):
     validation_fraction : float, default=0.1
     n_iter_no_change : int or "auto", default="auto"
         Patience of early stopping, in epochs. "auto" (resolved in :meth:`fit`, recorded
-        as ``n_iter_no_change_``) is a quarter of the epochs, at least 20
+        as ``n_iter_no_change_``) is half the epochs, at least 20
         (:func:`skcrystal.recipes.auto_n_iter_no_change`).
     restore_best : bool, default=True
         With early stopping, end with the weights of the best validation epoch
@@ -93,9 +93,9 @@ default="cosine"
         parameters are never decayed). Use it instead of ``optimizer__weight_decay``.
     max_epochs : int or "auto", default="auto"
         "auto" (resolved in :meth:`fit`, recorded as ``max_epochs_``) follows the number of
-        training crystals ``n``: ``300 * sqrt(1000 / n)`` within [50, 500]
-        (:func:`skcrystal.recipes.auto_max_epochs`): 500 epochs on up to 360 crystals, 300
-        on 1,000, 113 on 7,000, 60 on 25,000.
+        training crystals ``n``: ``ceil(150 * sqrt(1000 / n))`` within [100, 500]
+        (:func:`skcrystal.recipes.auto_max_epochs`): 500 epochs on up to 90 crystals, 200
+        on 564, 150 on 1,000, 100 on 2,250 or more.
     batch_size : int, default=64
         Crystals per mini-batch for training and prediction (prediction memory is bounded
         by it).
