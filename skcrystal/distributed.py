@@ -74,7 +74,6 @@ def fit_data_parallel(pretrainer: Any, X: Any, *, max_epochs: int | None = None)
     if max_epochs is None:
         pretrainer._resolve_recipe(len(graphs))
         max_epochs = pretrainer.max_epochs_
-    epochs = max_epochs
     seed = 0 if pretrainer.random_state is None else int(pretrainer.random_state)
     with seeded(seed, pretrainer.device):
         pretrainer.initialize()
@@ -88,7 +87,7 @@ def fit_data_parallel(pretrainer: Any, X: Any, *, max_epochs: int | None = None)
     losses = []
     module.train()
     with seeded(seed + dist.get_rank(), pretrainer.device):  # pair sampling differs per rank
-        for epoch in range(epochs):
+        for epoch in range(max_epochs):
             sampler.set_epoch(epoch)
             total, count = 0.0, 0
             for inputs, _ in loader:

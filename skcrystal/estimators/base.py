@@ -410,13 +410,12 @@ class CrystalGraphNet(NeuralNet):
 
     def _record_epochs(self, first_epoch: int) -> None:
         """Record ``n_epochs_`` (of the last fit) and ``best_epoch_`` (1-based, weights kept)."""
-        epochs = self.history_[first_epoch:]
-        self.n_epochs_ = len(epochs)
+        self.n_epochs_ = len(self.history_) - first_epoch
         self.best_epoch_ = self.n_epochs_
-        monitor = self.early_stopping_monitor
-        if self._stops_early() and self.restore_best and epochs and monitor in epochs[0]:
-            scores = [epoch[monitor] for epoch in epochs]
-            self.best_epoch_ = int(np.argmin(scores)) + 1
+        stopping = dict(self.callbacks_).get("early_stopping")
+        if self.restore_best and stopping is not None and stopping.best_epoch_:
+            # the epoch whose weights EarlyStopping restored, counted within this fit
+            self.best_epoch_ = stopping.best_epoch_ - first_epoch
 
     def get_params_for_optimizer(self, prefix, named_parameters):
         """The optimizer's parameter groups: ``weight_decay`` on weight matrices only.

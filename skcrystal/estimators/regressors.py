@@ -114,10 +114,10 @@ default="cosine"
     -----
     The defaults (AdamW, ``lr=3e-3``, cosine decay, batch 64, epochs and patience from
     the data size, best epoch restored) are one recipe shared by the regressors, chosen
-    on validation data across datasets of 600 to 7,000 crystals (docs/training.md,
-    ``benchmarks/recipes.py``). Other recipes by name, such as the CGCNN authors' (SGD
-    0.01, momentum 0.9, step decay, 300 epochs): ``CGCNNRegressor(**recipe("cgcnn-authors"))``
-    with :func:`skcrystal.recipes.recipe`.
+    on validation data across four datasets of 564 to 1,914 training crystals
+    (docs/training.md, ``benchmarks/recipes.py``). Other recipes by name, such as the
+    CGCNN authors' (SGD 0.01, momentum 0.9, step decay, 300 epochs):
+    ``CGCNNRegressor(**recipe("cgcnn-authors"))`` with :func:`skcrystal.recipes.recipe`.
 
     :func:`skcrystal.hub.save_model` stores, besides the network, the training parameters
     (``optimizer``, ``lr``, ``lr_schedule`` when a name, ``warmup_epochs``,
