@@ -5,6 +5,7 @@ from importlib import import_module
 from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
 
 __all__ = [
+    "ALIGNNRegressor",
     "CGCNNRegressor",
     "CrysAEPretrainer",
     "CrysGNNPretrainer",
@@ -12,17 +13,20 @@ __all__ = [
     "CrystalGraphTransformer",
     "CrystalGraphs",
     "DistilledRegressor",
+    "GraphNetworkRegressor",
 ]
 __version__ = "0.1.0.dev0"
 
 # The estimators import torch and skorch; graph building needs neither, so the worker
 # processes of CrystalGraphTransformer(n_jobs=...) start without them.
 _ESTIMATORS = {
+    "ALIGNNRegressor",
     "CGCNNRegressor",
     "CrysAEPretrainer",
     "CrysGNNPretrainer",
     "CrysXPPRegressor",
     "DistilledRegressor",
+    "GraphNetworkRegressor",
 }
 
 

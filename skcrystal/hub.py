@@ -221,7 +221,9 @@ def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> Any:
         feature_names=tuple(table_info["feature_names"]),
         properties=tuple(table_info["properties"]),
     )
-    cutoff, max_neighbors, _ = description["graph_settings"]
+    # Files written before neighbor_rule existed store three settings: their graphs were
+    # all of the "nearest" rule.
+    cutoff, max_neighbors, _, neighbor_rule = [*description["graph_settings"], "nearest"][:4]
     # Files written before "fitted" existed keep the target scaling at the top level.
     fitted = description.get("fitted")
     if fitted is None:
@@ -229,7 +231,9 @@ def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> Any:
     training = _restored_training_params(description.get("training_params", {}), path)
     cls = classes[description["estimator"]]
     estimator = cls(**description["params"], **training, device=device)
-    builder = CrystalGraphTransformer(cutoff, max_neighbors, atom_features=table)
+    builder = CrystalGraphTransformer(
+        cutoff, max_neighbors, atom_features=table, neighbor_rule=neighbor_rule
+    )
     return estimator.restore(builder, tensors, **fitted)
 
 

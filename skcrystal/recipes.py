@@ -130,6 +130,19 @@ RECIPES: dict[str, dict[str, Any]] = {
         "n_iter_no_change": 300,
         "batch_size": 256,
     },
+    # Choudhary & DeCost's ALIGNN (paper, Methods; usnistgov/alignn@v2021.11.16
+    # train_props.py): AdamW, one-cycle to lr 1e-3 stepped per batch, weight decay 1e-5
+    # off biases and norms, batch 64, 300 epochs; the code keeps the last epoch.
+    "alignn-authors": {
+        "optimizer": torch.optim.AdamW,
+        "lr": 1e-3,
+        "lr_schedule": "onecycle",
+        "warmup_epochs": 0,
+        "weight_decay": 1e-5,
+        "max_epochs": 300,
+        "early_stopping": False,
+        "batch_size": 64,
+    },
     # skcrystal 0.1's defaults, for comparison.
     "skcrystal-0.1": {
         "optimizer": torch.optim.Adam,
@@ -149,9 +162,11 @@ def recipe(name: str) -> dict[str, Any]:
 
     Parameters
     ----------
-    name : {"cgcnn-authors", "skcrystal-0.1"}
+    name : {"cgcnn-authors", "alignn-authors", "skcrystal-0.1"}
         "cgcnn-authors": the CGCNN authors' code (SGD 0.01, momentum 0.9, step decay x0.1
         at epoch 100, 300 epochs, batch 256, best validation epoch kept);
+        "alignn-authors": the ALIGNN paper's (AdamW, one-cycle to 1e-3 per batch, weight
+        decay 1e-5, batch 64, 300 epochs, all crystals trained on, last epoch kept);
         "skcrystal-0.1": this library's defaults before 0.2 (Adam 1e-3, constant, 100
         epochs, patience 20, batch 128).
 

@@ -1,15 +1,19 @@
 """scikit-learn / skorch estimators."""
 
+from skcrystal.estimators.alignn import ALIGNNRegressor
 from skcrystal.estimators.crysgnn import CrysGNNPretrainer
 from skcrystal.estimators.crysxpp import CrysXPPRegressor
 from skcrystal.estimators.distill import DistilledRegressor
+from skcrystal.estimators.network import GraphNetworkRegressor
 from skcrystal.estimators.pretrainers import CrysAEPretrainer
 from skcrystal.estimators.regressors import CGCNNRegressor
 
 __all__ = [
+    "ALIGNNRegressor",
     "CGCNNRegressor",
     "CrysAEPretrainer",
     "CrysGNNPretrainer",
     "CrysXPPRegressor",
     "DistilledRegressor",
+    "GraphNetworkRegressor",
 ]

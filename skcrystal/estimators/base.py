@@ -312,9 +312,13 @@ class CrystalGraphNet(NeuralNet):
         return self.module_(x.to(self.device), **fit_params)
 
     # --- inputs ------------------------------------------------------------------------------
+    #: The neighbour rule of :meth:`default_graph_builder` (see
+    #: :class:`~skcrystal.CrystalGraphTransformer`).
+    default_neighbor_rule: str = "nearest"
+
     def default_graph_builder(self) -> CrystalGraphTransformer:
         """The graph builder used when ``graph_builder`` is None."""
-        return CrystalGraphTransformer()
+        return CrystalGraphTransformer(neighbor_rule=self.default_neighbor_rule)
 
     def _to_graphs(self, X: Any) -> CrystalGraphs:
         if isinstance(X, CrystalGraphs):
@@ -328,11 +332,12 @@ class CrystalGraphNet(NeuralNet):
 
     def _check_settings(self, graphs: CrystalGraphs) -> None:
         expected = self.graph_settings_
-        found = (graphs.cutoff, graphs.max_neighbors, graphs.atom_features.name)
+        found = graphs.settings
         if found != expected:
             raise ValueError(
-                f"graphs built with (cutoff, max_neighbors, atom_features)={found}, but the "
-                f"model was fitted on {expected}; build them with the same transformer"
+                f"graphs built with (cutoff, max_neighbors, atom_features, neighbor_rule)="
+                f"{found}, but the model was fitted on {expected}; build them with the same "
+                "transformer"
             )
 
     def _training_graphs(self, X: Any) -> CrystalGraphs:
@@ -347,13 +352,14 @@ class CrystalGraphNet(NeuralNet):
             self.graph_builder_ = clone(self.graph_builder or self.default_graph_builder())
         graphs = self._to_graphs(X)
         if not (self.warm_start and self.initialized_):
-            self.graph_settings_ = (graphs.cutoff, graphs.max_neighbors, graphs.atom_features.name)
+            self.graph_settings_ = graphs.settings
             self.n_atom_features_ = graphs.atom_features.n_features
             if self.graph_builder is None:  # graphs built elsewhere: crystals given later
                 self.graph_builder_.set_params(  # are built with the same settings
                     cutoff=graphs.cutoff,
                     max_neighbors=graphs.max_neighbors,
                     atom_features=graphs.atom_features,
+                    neighbor_rule=graphs.neighbor_rule,
                 )
         self._check_settings(graphs)
         return graphs
@@ -461,6 +467,7 @@ class CrystalGraphNet(NeuralNet):
             float(graph_builder.cutoff),
             int(graph_builder.max_neighbors),
             table.name,
+            graph_builder.neighbor_rule,
         )
         self.n_atom_features_ = table.n_features
 

@@ -16,26 +16,29 @@ from skorch.utils import to_tensor
 from torch import nn
 from torch.nn import functional as F
 
+from skcrystal.estimators.alignn import ALIGNNRegressor
 from skcrystal.estimators.base import CrystalGraphRegressorBase
 from skcrystal.estimators.crysgnn import CrysGNNPretrainer
 from skcrystal.estimators.crysxpp import CrysXPPRegressor
 from skcrystal.estimators.data import CrystalGraphDataset
+from skcrystal.estimators.network import GraphNetworkRegressor
 from skcrystal.estimators.regressors import CGCNNRegressor
 from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
 from skcrystal.graphs.container import _ranges
 from skcrystal.nn.batch import CrystalBatch
-from skcrystal.nn.layers import mean_pool
+from skcrystal.nn.protocol import check_network
 
 __all__ = ["DEFAULT_TEACHER", "STUDENTS", "DistilledRegressor", "register_student"]
 
 #: The teacher used when ``teacher=None``: pretrained by the project, bundled.
 DEFAULT_TEACHER = "crysgnn-mp"
 
-#: Student architectures by name: regressor classes whose module has ``encode(batch)``
-#: (node vectors) and ``head(pooled)`` (predictions), like CGCNN.
+#: Student architectures by name: regressor classes whose network follows the protocol of
+#: :mod:`skcrystal.nn.protocol` (``node_width``, ``encode``, ``readout``).
 STUDENTS: dict[str, type[CrystalGraphRegressorBase]] = {
     "cgcnn": CGCNNRegressor,
     "crysxpp": CrysXPPRegressor,
+    "alignn": ALIGNNRegressor,
 }
 
 
@@ -43,10 +46,11 @@ def register_student(name: str, regressor: type[CrystalGraphRegressorBase]) -> N
     """Make ``DistilledRegressor(student=name)`` train a ``regressor``'s network.
 
     ``regressor`` is a :class:`~skcrystal.estimators.base.CrystalGraphRegressorBase`
-    subclass whose ``initialize_module`` builds a module with ``encode(batch)`` -> node
-    vectors (N, width) and ``head(pooled)`` -> predictions, and whose ``embedding``
-    layer gives the width (``embedding.out_features``). Its ``regularization()`` is added
-    to the training loss. The distillation code does not change.
+    subclass whose ``initialize_module`` builds a network that follows
+    :mod:`skcrystal.nn.protocol` (``node_width``, ``encode(batch)`` -> atom vectors,
+    ``readout(nodes, batch)`` -> predictions). Its ``regularization()`` is added to the
+    training loss, and its ``default_graph_builder()`` says which neighbour rule the
+    student's graphs follow. The distillation code does not change.
     """
     if not (isinstance(regressor, type) and issubclass(regressor, CrystalGraphRegressorBase)):
         raise TypeError(f"{regressor!r} is not a CrystalGraphRegressorBase subclass")
@@ -57,21 +61,23 @@ class DistillationModule(nn.Module):
     """A student network plus the projection of its node vectors onto the teacher's width.
 
     In training mode ``forward`` returns ``(predictions, node embeddings)``, the latter
-    projected (identity when the widths match) and L2-normalised; in eval mode only the
-    predictions.
+    projected (identity when the widths match; a linear map without bias, used in
+    training only, when they differ, as ALIGNN's 256 against the teacher's 64) and
+    L2-normalised; in eval mode only the predictions.
     """
 
     def __init__(self, student: nn.Module, teacher_width: int) -> None:
         super().__init__()
+        check_network(student, type(student).__name__)
         self.student = student
-        width = student.embedding.out_features
+        width = student.node_width
         self.projection = (
-            nn.Identity() if width == teacher_width else nn.Linear(width, teacher_width)
+            nn.Identity() if width == teacher_width else nn.Linear(width, teacher_width, bias=False)
         )
 
     def forward(self, batch: CrystalBatch):
         nodes = self.student.encode(batch)
-        predictions = self.student.head(mean_pool(nodes, batch.crystal_index, batch.n_atoms))
+        predictions = self.student.readout(nodes, batch)
         if not self.training:
             return predictions
         return predictions, F.normalize(self.projection(nodes), dim=1)
@@ -117,21 +123,25 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         such a ``.pth.tar`` checkpoint. None means :data:`DEFAULT_TEACHER`, the project's
         teacher bundled with the package (offline). Shared, not copied, by
         :func:`sklearn.base.clone`.
-    student : str, default="cgcnn"
-        A name in :data:`STUDENTS` ("cgcnn", "crysxpp", or one added with
-        :func:`register_student`).
+    student : str or network class, default="cgcnn"
+        A name in :data:`STUDENTS` ("cgcnn", "crysxpp", "alignn", or one added with
+        :func:`register_student`), or a torch module class that follows
+        :mod:`skcrystal.nn.protocol` (trained as by
+        :class:`~skcrystal.estimators.GraphNetworkRegressor`).
     student_params : dict, optional
         Parameters of the student regressor (e.g. ``{"n_conv": 4}``; a "crysxpp"
         student starts from the bundled ``"crysae-mp"`` encoder unless
-        ``{"encoder": ...}`` says otherwise). Training parameters (lr, epochs, ...) are
-        this estimator's own.
+        ``{"encoder": ...}`` says otherwise), or of the network class. Training
+        parameters (lr, epochs, ...) are this estimator's own.
     alpha : float, default=0.5
         Weight of the embedding loss, in [0, 1).
     nonnegative, graph_builder, early_stopping, validation_fraction, n_iter_no_change,
     restore_best, random_state, optimizer, lr, lr_schedule, warmup_epochs, weight_decay,
     max_epochs, batch_size, device, **kwargs
         As :class:`~skcrystal.estimators.CGCNNRegressor`. The graphs must be built like
-        the teacher's (cutoff, neighbours, atom features).
+        the teacher's (cutoff, neighbours, atom features); by default they follow the
+        student's neighbour rule (ALIGNN's "shell"), and the teacher embeds the
+        "nearest" graphs they contain (:meth:`~skcrystal.CrystalGraphs.nearest`).
 
     Attributes
     ----------
@@ -201,20 +211,22 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         ``student_params``: its weights come from ``state_dict``, not from an encoder.
         """
         self.teacher_width_ = teacher_width
-        student = STUDENTS.get(self.student)
+        student = STUDENTS.get(self.student) if isinstance(self.student, str) else None
         if student is not None and "encoder" in inspect.signature(student).parameters:
             self.student_params = {**(self.student_params or {}), "encoder": None}
         return super().restore(graph_builder, state_dict, **fitted)
 
     # --- teacher and student --------------------------------------------------------------
     def default_graph_builder(self) -> CrystalGraphTransformer:
-        """The teacher's graph settings (cutoff, neighbours, atom features), no symmetry.
+        """The teacher's graph settings (cutoff, neighbours, atom features), no symmetry,
+        with the student's neighbour rule.
 
         The student must see the graphs the teacher embeds: the authors' 800K teacher,
         for example, was trained on the ``"cgcnn-authors"`` atom features.
         """
         teacher = self._resolve_teacher()
-        return clone(teacher.graph_builder_).set_params(symmetry=False)
+        rule = self._student_class().default_neighbor_rule
+        return clone(teacher.graph_builder_).set_params(symmetry=False, neighbor_rule=rule)
 
     def _resolve_teacher(self):
         """The fitted teacher that ``teacher`` names, loaded once for that value."""
@@ -249,15 +261,26 @@ class DistilledRegressor(CrystalGraphRegressorBase):
             raise ValueError("the teacher is not fitted: fit the CrysGNNPretrainer first")
         return teacher
 
-    def _student_regressor(self) -> CrystalGraphRegressorBase:
-        if self.student not in STUDENTS:
+    def _student_class(self) -> type[CrystalGraphRegressorBase]:
+        """The regressor class that trains the student network."""
+        if isinstance(self.student, type) and issubclass(self.student, nn.Module):
+            return GraphNetworkRegressor
+        if not isinstance(self.student, str) or self.student not in STUDENTS:
             raise ValueError(
-                f"unknown student {self.student!r}; known: {', '.join(sorted(STUDENTS))} "
-                "(add one with skcrystal.estimators.distill.register_student)"
+                f"unknown student {self.student!r}; known: {', '.join(sorted(STUDENTS))}, "
+                "or a network class that follows skcrystal.nn.protocol (add a name with "
+                "skcrystal.estimators.distill.register_student)"
             )
+        return STUDENTS[self.student]
+
+    def _student_regressor(self) -> CrystalGraphRegressorBase:
+        cls = self._student_class()
         if not 0 <= self.alpha < 1:
             raise ValueError(f"alpha must be in [0, 1), got {self.alpha!r}")
-        student = STUDENTS[self.student](**(self.student_params or {}), device=self.device)
+        params = dict(self.student_params or {})
+        if cls is GraphNetworkRegressor:
+            params = {"module": self.student, **{f"module__{k}": v for k, v in params.items()}}
+        student = cls(**params, device=self.device)
         fitted = ("n_atom_features_", "n_targets_", "graph_settings_", "graph_builder_")
         for name in (*fitted, "target_mean_", "target_scale_", "y_was_1d_"):
             setattr(student, name, getattr(self, name))
@@ -275,18 +298,32 @@ class DistilledRegressor(CrystalGraphRegressorBase):
     def _training_dataset(self, graphs: CrystalGraphs, y: np.ndarray) -> CrystalGraphDataset:
         """Targets plus the teacher's node embeddings, computed once, in eval mode."""
         self.teacher_ = self._resolve_teacher()
-        try:
-            self.teacher_._check_settings(graphs)
-        except ValueError as err:
-            raise ValueError(f"the teacher does not fit these graphs: {err}") from None
+        teacher_graphs = self._teacher_graphs(graphs)
         start = time.perf_counter()
-        teacher_nodes = self.teacher_.node_embeddings(graphs)
+        teacher_nodes = self.teacher_.node_embeddings(teacher_graphs)
         self.teacher_time_ = time.perf_counter() - start
         if not (self.warm_start and self.initialized_):
             self.teacher_width_ = teacher_nodes.shape[1]
         elif teacher_nodes.shape[1] != self.teacher_width_:
             raise ValueError("the teacher's width changed since the network was initialised")
         return DistillationDataset(graphs, y, self.target_mean_, self.target_scale_, teacher_nodes)
+
+    def _teacher_graphs(self, graphs: CrystalGraphs) -> CrystalGraphs:
+        """The graphs the teacher embeds: the student's, or the "nearest" graphs that the
+        student's "shell" graphs contain; a ValueError when neither fits the teacher."""
+        cutoff, max_neighbors, table, rule = self.teacher_.graph_settings_
+        if (
+            graphs.neighbor_rule == "shell"
+            and rule == "nearest"
+            and (graphs.cutoff, graphs.atom_features.name) == (cutoff, table)
+            and max_neighbors <= graphs.max_neighbors
+        ):
+            graphs = graphs.nearest(max_neighbors)
+        try:
+            self.teacher_._check_settings(graphs)
+        except ValueError as err:
+            raise ValueError(f"the teacher does not fit these graphs: {err}") from None
+        return graphs
 
     def get_loss(self, y_pred, y_true, X=None, training=False) -> torch.Tensor:
         """``(1 - alpha) * property MSE + alpha * embedding MSE`` (+ the student's penalty)."""

@@ -17,6 +17,7 @@ from skcrystal.graphs.neighbors import (
     links_bulk_crystal,
     nearest_neighbors,
     neighbor_pairs,
+    neighbor_shells,
     periodic_dimensions,
 )
 
@@ -29,6 +30,11 @@ FALLBACK_RADIUS = 1.69
 #: the distance check. Refined occupancies of split sites often add up to a little over 1
 #: (up to 1.08 in the OBELiX CIFs).
 SPLIT_SITES_MAX_OCCUPANCY = 1.2
+
+#: How the edges of each atom are chosen (``CrystalGraphTransformer(neighbor_rule=...)``):
+#: "nearest", its ``max_neighbors`` nearest atoms (CGCNN); "shell", every atom out to the
+#: shell of its ``max_neighbors``-th nearest, and the graph made symmetric (ALIGNN).
+NEIGHBOR_RULES = ("nearest", "shell")
 
 
 class StructureWarning(UserWarning):
@@ -189,6 +195,13 @@ def _periodicity_warning(
     )
 
 
+def _bond_vectors(structure: Structure, edges: NeighborList) -> np.ndarray:
+    """Cartesian displacement (Å) from each edge's center to its neighbour's image."""
+    frac = structure.frac_coords
+    step = frac[edges.neighbor] + edges.image - frac[edges.center]
+    return step @ structure.lattice.matrix
+
+
 def crystal_graph(
     structure: Structure,
     index: int,
@@ -196,6 +209,7 @@ def crystal_graph(
     max_neighbors: int,
     min_distance_ratio: float = 0.5,
     check_periodicity: bool = True,
+    neighbor_rule: str = "nearest",
 ) -> GraphParts:
     """Build the graph of one crystal: species per site and nearest-neighbour edges.
 
@@ -216,6 +230,10 @@ def crystal_graph(
         Find out whether the pairs of atoms within ``cutoff`` link the structure into a
         graph that repeats in all three directions; if not, say why in the returned
         ``warning``, for the caller to emit (worker processes do not forward warnings).
+    neighbor_rule : {"nearest", "shell"}, default="nearest"
+        Which atoms each atom links to (:data:`NEIGHBOR_RULES`):
+        :func:`~skcrystal.graphs.neighbors.nearest_neighbors` or
+        :func:`~skcrystal.graphs.neighbors.neighbor_shells`.
 
     Returns
     -------
@@ -235,6 +253,9 @@ def crystal_graph(
     >>> parts = crystal_graph(si, 0, cutoff=3.0, max_neighbors=12)  # 4 bonds of 2.35 Å each
     >>> len(parts.species_z), len(parts.center), set(parts.species_z.tolist()), parts.warning
     (8, 32, {14}, None)
+    >>> bond = parts.vector[0]  # from site 0 to a neighbour, Å
+    >>> [round(float(x), 4) for x in bond], round(float(np.linalg.norm(bond)), 4)
+    ([-1.3575, -1.3575, 1.3575], 2.3513)
     >>> fe = Structure(Lattice.cubic(0.8), ["Fe"], [[0, 0, 0]])
     >>> crystal_graph(fe, 3, cutoff=3.0, max_neighbors=12)
     Traceback (most recent call last):
@@ -253,7 +274,10 @@ to accept it
         _check_distances(structure, index, pairs, radius, occupancy, min_distance_ratio)
     if search > cutoff:
         pairs = pairs.within(cutoff)
-    edges = nearest_neighbors(pairs, max_neighbors)
+    if neighbor_rule == "shell":
+        edges = neighbor_shells(pairs, max_neighbors)
+    else:
+        edges = nearest_neighbors(pairs, max_neighbors)
     has_neighbor = np.zeros(len(structure), dtype=bool)
     has_neighbor[edges.center] = True
     if not has_neighbor.all():
@@ -272,5 +296,6 @@ to accept it
         edges.center.astype(np.int32),
         edges.neighbor.astype(np.int32),
         edges.distance.astype(np.float32),
+        _bond_vectors(structure, edges).astype(np.float32),
         warning=warning,
     )

@@ -1,9 +1,10 @@
 """``CrystalGraphs``: a compact, sliceable, picklable batch of crystal graphs.
 
 All graphs live in a few flat arrays (CSR layout): species per site, and directed edges
-``center -> neighbor`` with their distance. Edge features (the Gaussian expansion of the
-distance) and atom feature vectors are made per mini-batch by :meth:`CrystalGraphs.batch`,
-never stored: that keeps 37K Materials Project crystals in about 200 MB.
+``center -> neighbor`` with their length and Cartesian vector. Edge features (the Gaussian
+expansion of the distance) and atom feature vectors are made per mini-batch by
+:meth:`CrystalGraphs.batch`, never stored: that keeps 37K Materials Project crystals in
+about 300 MB.
 """
 
 from __future__ import annotations
@@ -47,13 +48,14 @@ class GraphParts:
     center: np.ndarray  # (n_edges,) int32, site index within the crystal
     neighbor: np.ndarray  # (n_edges,) int32
     distance: np.ndarray  # (n_edges,) float32, Å
+    vector: np.ndarray  # (n_edges, 3) float32, Å, from center to the neighbour's image
     warning: str | None = None
 
     @property
     def nbytes(self) -> int:
         """Memory held by the arrays, in bytes."""
-        arrays = (self.species_count, self.species_z, self.species_occupancy)
-        return sum(a.nbytes for a in (*arrays, self.center, self.neighbor, self.distance))
+        arrays = (self.species_count, self.species_z, self.species_occupancy, self.center)
+        return sum(a.nbytes for a in (*arrays, self.neighbor, self.distance, self.vector))
 
 
 class CrystalGraphs:
@@ -79,12 +81,20 @@ class CrystalGraphs:
         Atomic number (int16) and occupancy (float32) of each species entry.
     center, neighbor, distance : ndarray
         Directed edges: site index within its crystal (int32) and length in Å (float32).
+        The edges of a crystal are sorted by center, then by length.
+    vector : ndarray of float32, shape (n_edges, 3)
+        Cartesian displacement (Å) from each edge's center to the periodic image of its
+        neighbour that the edge links to, so that bond angles can be computed; its norm is
+        ``distance``.
     atom_features : AtomFeatureTable
         Table that turns species into atom feature vectors.
     cutoff : float
         Neighbour search radius (Å) the graphs were built with.
     max_neighbors : int
-        Largest number of neighbours per atom the graphs were built with.
+        The ``max_neighbors`` the graphs were built with.
+    neighbor_rule : {"nearest", "shell"}, default="nearest"
+        How each atom's edges were chosen (see
+        :class:`~skcrystal.CrystalGraphTransformer`).
     space_group : ndarray of int16, shape (n_crystals,), optional
         International space group number of each crystal; 0 where it was not determined
         (the default, and what :class:`~skcrystal.CrystalGraphTransformer` gives unless
@@ -102,8 +112,8 @@ class CrystalGraphs:
     >>> len(graphs), graphs.n_atoms.tolist(), graphs.n_edges.tolist()
     (2, [8, 8], [96, 96])
     >>> batch = graphs.batch([1])
-    >>> batch["atom_features"].shape, batch["distance"].shape
-    ((8, 92), (96,))
+    >>> batch["atom_features"].shape, batch["distance"].shape, batch["vector"].shape
+    ((8, 92), (96,), (96, 3))
     """
 
     _ARRAYS = (
@@ -115,6 +125,7 @@ class CrystalGraphs:
         "center",
         "neighbor",
         "distance",
+        "vector",
         "space_group",
     )
 
@@ -129,9 +140,11 @@ class CrystalGraphs:
         center: np.ndarray,
         neighbor: np.ndarray,
         distance: np.ndarray,
+        vector: np.ndarray,
         atom_features: AtomFeatureTable,
         cutoff: float,
         max_neighbors: int,
+        neighbor_rule: str = "nearest",
         space_group: np.ndarray | None = None,
         symmetry: bool = False,
     ) -> None:
@@ -143,9 +156,11 @@ class CrystalGraphs:
         self.center = np.asarray(center, dtype=np.int32)
         self.neighbor = np.asarray(neighbor, dtype=np.int32)
         self.distance = np.asarray(distance, dtype=np.float32)
+        self.vector = np.asarray(vector, dtype=np.float32).reshape(len(self.distance), 3)
         self.atom_features = atom_features
         self.cutoff = float(cutoff)
         self.max_neighbors = int(max_neighbors)
+        self.neighbor_rule = str(neighbor_rule)
         n_crystals = len(self.node_ptr) - 1
         if space_group is None:
             space_group = np.zeros(n_crystals, dtype=np.int16)
@@ -154,6 +169,20 @@ class CrystalGraphs:
             raise ValueError(f"space_group must have shape ({n_crystals},)")
         self.symmetry = bool(symmetry)
 
+    def __setstate__(self, state: dict) -> None:
+        if "vector" not in state:
+            raise ValueError(
+                "these CrystalGraphs were pickled by skcrystal 0.1, which did not store bond "
+                "vectors; build them again from the structures with CrystalGraphTransformer"
+            )
+        self.__dict__.update(state)
+
+    @property
+    def settings(self) -> tuple[float, int, str, str]:
+        """``(cutoff, max_neighbors, atom feature table name, neighbor_rule)``: what a
+        model trained on these graphs needs the graphs it predicts on to share."""
+        return (self.cutoff, self.max_neighbors, self.atom_features.name, self.neighbor_rule)
+
     @classmethod
     def from_parts(
         cls,
@@ -161,6 +190,7 @@ class CrystalGraphs:
         atom_features: AtomFeatureTable,
         cutoff: float,
         max_neighbors: int,
+        neighbor_rule: str = "nearest",
         space_group: np.ndarray | None = None,
     ) -> CrystalGraphs:
         """Assemble one container from the graphs of single crystals, in order.
@@ -180,9 +210,11 @@ class CrystalGraphs:
             center=cat([p.center for p in parts], np.int32),
             neighbor=cat([p.neighbor for p in parts], np.int32),
             distance=cat([p.distance for p in parts], np.float32),
+            vector=cat([p.vector for p in parts], np.float32),
             atom_features=atom_features,
             cutoff=cutoff,
             max_neighbors=max_neighbors,
+            neighbor_rule=neighbor_rule,
             space_group=space_group,
             symmetry=space_group is not None,
         )
@@ -209,9 +241,11 @@ class CrystalGraphs:
             center=self.center[edges],
             neighbor=self.neighbor[edges],
             distance=self.distance[edges],
+            vector=self.vector[edges],
             atom_features=self.atom_features,
             cutoff=self.cutoff,
             max_neighbors=self.max_neighbors,
+            neighbor_rule=self.neighbor_rule,
             space_group=self.space_group[indices],
             symmetry=self.symmetry,
         )
@@ -238,7 +272,8 @@ class CrystalGraphs:
         return (
             f"CrystalGraphs(n_crystals={len(self)}, n_atoms={int(self.n_atoms.sum())}, "
             f"n_edges={int(self.n_edges.sum())}, cutoff={self.cutoff}, "
-            f"max_neighbors={self.max_neighbors}, atom_features={self.atom_features.name!r})"
+            f"max_neighbors={self.max_neighbors}, neighbor_rule={self.neighbor_rule!r}, "
+            f"atom_features={self.atom_features.name!r})"
         )
 
     @classmethod
@@ -247,16 +282,12 @@ class CrystalGraphs:
         if not batches:
             raise ValueError("cannot concatenate an empty list of CrystalGraphs")
         first = batches[0]
-        settings = (first.cutoff, first.max_neighbors, first.atom_features.name)
+        names = ("cutoff", "max_neighbors", "atom_features", "neighbor_rule")
         for i, other in enumerate(batches):
-            if (other.cutoff, other.max_neighbors, other.atom_features.name) != settings:
-                raise ValueError(
-                    f"CrystalGraphs #{i} was built with cutoff={other.cutoff}, "
-                    f"max_neighbors={other.max_neighbors}, atom_features="
-                    f"{other.atom_features.name!r}, unlike #0 (cutoff={first.cutoff}, "
-                    f"max_neighbors={first.max_neighbors}, "
-                    f"atom_features={first.atom_features.name!r})"
-                )
+            if other.settings != first.settings:
+                theirs = ", ".join(f"{n}={v!r}" for n, v in zip(names, other.settings, strict=True))
+                ours = ", ".join(f"{n}={v!r}" for n, v in zip(names, first.settings, strict=True))
+                raise ValueError(f"CrystalGraphs #{i} was built with {theirs}, unlike #0 ({ours})")
 
         def joined_ptr(name: str) -> np.ndarray:
             lengths = [np.diff(getattr(b, name)) for b in batches]
@@ -273,8 +304,66 @@ class CrystalGraphs:
             atom_features=first.atom_features,
             cutoff=first.cutoff,
             max_neighbors=first.max_neighbors,
+            neighbor_rule=first.neighbor_rule,
             symmetry=all(b.symmetry for b in batches),
         )
+
+    # --- other graph rules and libraries -------------------------------------------------
+    def nearest(self, max_neighbors: int | None = None) -> CrystalGraphs:
+        """The graphs of the "nearest" rule with ``max_neighbors`` (default: the graphs'
+        own) that these graphs contain: each atom's ``max_neighbors`` shortest edges.
+
+        A "shell" graph (ALIGNN's) contains the "nearest" graph with the same settings
+        exactly, edge for edge (see :func:`~skcrystal.graphs.neighbors.neighbor_shells`),
+        so one build serves a model of either rule, such as an ALIGNN student distilled
+        from a CGCNN-graph teacher.
+
+        Examples
+        --------
+        >>> from pymatgen.core import Lattice, Structure
+        >>> from skcrystal import CrystalGraphTransformer
+        >>> si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]])
+        >>> shell = CrystalGraphTransformer(neighbor_rule="shell").transform([si])
+        >>> nearest = CrystalGraphTransformer().transform([si])
+        >>> int(shell.n_edges[0]), int(shell.nearest().n_edges[0]), int(nearest.n_edges[0])
+        (128, 96, 96)
+        """
+        k = self.max_neighbors if max_neighbors is None else int(max_neighbors)
+        if not 1 <= k <= self.max_neighbors:
+            raise ValueError(
+                f"max_neighbors must be in [1, {self.max_neighbors}] for graphs built with "
+                f"max_neighbors={self.max_neighbors}, got {max_neighbors!r}"
+            )
+        crystal = np.repeat(np.arange(len(self)), self.n_edges)
+        center = self.center.astype(np.int64) + self.node_ptr[crystal]
+        first = np.searchsorted(center, center, side="left")
+        keep = np.arange(len(center)) - first < k
+        n_edges = np.bincount(crystal[keep], minlength=len(self))
+        arrays = {name: getattr(self, name) for name in self._ARRAYS}
+        for name in ("center", "neighbor", "distance", "vector"):
+            arrays[name] = arrays[name][keep]
+        arrays["edge_ptr"] = _offsets(n_edges)
+        return CrystalGraphs(
+            **arrays,
+            atom_features=self.atom_features,
+            cutoff=self.cutoff,
+            max_neighbors=k,
+            neighbor_rule="nearest",
+            symmetry=self.symmetry,
+        )
+
+    def to_pyg(self, indices: Sequence[int] | np.ndarray | None = None):
+        """The crystals as a torch-geometric ``Batch`` (see :mod:`skcrystal.graphs.pyg`)."""
+        from skcrystal.graphs.pyg import to_pyg
+
+        return to_pyg(self, indices)
+
+    @classmethod
+    def from_pyg(cls, data, **settings) -> CrystalGraphs:
+        """Graphs from torch-geometric ``Data`` (:func:`skcrystal.graphs.pyg.from_pyg`)."""
+        from skcrystal.graphs.pyg import from_pyg
+
+        return from_pyg(data, **settings)
 
     # --- per-crystal views --------------------------------------------------------------
     @property
@@ -317,9 +406,9 @@ class CrystalGraphs:
         dict
             ``atom_features`` (n_atoms, n_features) float32; ``center`` and ``neighbor``
             (n_edges,) int64 row indices into ``atom_features``; ``distance`` (n_edges,)
-            float32; ``crystal_index`` (n_atoms,) int64, the position in ``indices`` that
-            each atom belongs to; ``n_atoms`` (len(indices),) int64; ``space_group``
-            (len(indices),) int64, 0 where unknown.
+            and ``vector`` (n_edges, 3) float32; ``crystal_index`` (n_atoms,) int64, the
+            position in ``indices`` that each atom belongs to; ``n_atoms`` (len(indices),)
+            int64; ``space_group`` (len(indices),) int64, 0 where unknown.
         """
         indices = np.asarray(indices, dtype=np.int64)
         n_atoms = self.n_atoms[indices]
@@ -332,6 +421,7 @@ class CrystalGraphs:
             "center": self.center[edges] + shift,
             "neighbor": self.neighbor[edges] + shift,
             "distance": self.distance[edges],
+            "vector": self.vector[edges],
             "crystal_index": np.repeat(np.arange(len(indices)), n_atoms),
             "n_atoms": n_atoms.astype(np.int64),
             "space_group": self.space_group[indices].astype(np.int64),

@@ -83,6 +83,65 @@ def nearest_neighbors(pairs: NeighborList, max_neighbors: int) -> NeighborList:
     return NeighborList(*(array[keep] for array in pairs))
 
 
+#: Two neighbours of a site whose distances differ by less than this (Å) are in the same
+#: shell: round-off of symmetry-equivalent neighbours is far smaller, real shells farther
+#: apart.
+SHELL_TOLERANCE = 1e-4
+
+
+def neighbor_shells(pairs: NeighborList, max_neighbors: int) -> NeighborList:
+    """For every site, every neighbour out to its ``max_neighbors``-th nearest one's shell,
+    and the reverse of every such pair: the graph of ALIGNN (Choudhary & DeCost, 2021).
+
+    A site keeps all pairs no farther than the distance of its ``max_neighbors``-th
+    nearest neighbour (plus :data:`SHELL_TOLERANCE`), so the whole shell of that
+    neighbour, ties included, and at least ``max_neighbors`` pairs when it has that many
+    within the cutoff (else all it has). Then the graph is made symmetric: when ``i`` keeps
+    ``j`` in image ``n``, ``j`` keeps ``i`` in image ``-n``. Each pair appears once.
+
+    The pairs of one site keep the order of :func:`nearest_neighbors` (distance, then
+    pymatgen's order), so the first ``max_neighbors`` pairs of every site are exactly the
+    edges :func:`nearest_neighbors` gives: the CGCNN graph is contained in this one.
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]])
+    >>> pairs = neighbor_pairs(si, 5.0)
+    >>> len(nearest_neighbors(pairs, 12).center), len(neighbor_shells(pairs, 12).center)
+    (96, 128)
+    """
+    order = np.lexsort((pairs.distance, pairs.center))
+    center = pairs.center[order]
+    distance = pairs.distance[order]
+    first = np.searchsorted(center, center, side="left")
+    count = np.bincount(center, minlength=int(center.max(initial=-1)) + 1)
+    last_kept = first + np.minimum(count[center], max_neighbors) - 1
+    in_shell = distance <= distance[last_kept] + SHELL_TOLERANCE
+    kept = order[in_shell]
+    # The reverse of a pair is a pair too (same distance, opposite image); find each kept
+    # pair's reverse by its key and keep it as well.
+    image = pairs.image.astype(np.int64)
+    span = int(np.abs(image).max(initial=0)) + 1
+    code = ((image + span) * np.array([(2 * span + 1) ** 2, 2 * span + 1, 1])).sum(axis=1)
+    n_sites = int(max(pairs.center.max(initial=-1), pairs.neighbor.max(initial=-1))) + 1
+    n_codes = (2 * span + 1) ** 3
+    key = (pairs.center.astype(np.int64) * n_sites + pairs.neighbor) * n_codes + code
+    reverse_code = n_codes - 1 - code  # the code of -image
+    reverse_key = (pairs.neighbor.astype(np.int64) * n_sites + pairs.center) * n_codes
+    reverse_key += reverse_code
+    keep = np.zeros(len(key), dtype=bool)
+    keep[kept] = True
+    by_key = np.argsort(key, kind="stable")
+    position = np.searchsorted(key[by_key], reverse_key[kept])
+    found = position < len(key)
+    partner = by_key[np.minimum(position, len(key) - 1)]
+    found &= key[partner] == reverse_key[kept]
+    keep[partner[found]] = True
+    ordered = order[keep[order]]
+    return NeighborList(*(array[ordered] for array in pairs))
+
+
 def periodic_dimensions(n_sites: int, pairs: NeighborList) -> tuple[np.ndarray, np.ndarray]:
     """The fragments that ``pairs`` link the sites into, and how many directions each repeats in.
 

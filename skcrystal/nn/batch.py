@@ -23,6 +23,9 @@ class CrystalBatch:
         Crystal (0 .. B-1) each atom belongs to.
     n_atoms : Tensor (B,) int64
         Number of atoms of each crystal.
+    vector : Tensor (E, 3) or None
+        Cartesian displacement (Å) from each edge's center to the image of its neighbour;
+        needed by angle-aware networks (ALIGNN) only.
     space_group : Tensor (B,) int64 or None
         Space group number of each crystal (0 where unknown); needed by CrysGNN only.
     sample_weight : Tensor (B,) float32 or None
@@ -36,6 +39,7 @@ class CrystalBatch:
     distance: torch.Tensor
     crystal_index: torch.Tensor
     n_atoms: torch.Tensor
+    vector: torch.Tensor | None = None
     space_group: torch.Tensor | None = None
     sample_weight: torch.Tensor | None = None
 

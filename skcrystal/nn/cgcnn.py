@@ -16,7 +16,7 @@ class CGCNN(nn.Module):
     Parameter names follow the authors' code (``embedding``, ``convs.k.fc_full``,
     ``conv_to_fc``, ``fcs``, ``fc_out``), so their checkpoints load with
     ``load_state_dict``. The head applies softplus before and after ``conv_to_fc``, as the
-    authors' code does.
+    authors' code does. Follows the network protocol of :mod:`skcrystal.nn.protocol`.
 
     Parameters
     ----------
@@ -62,6 +62,7 @@ class CGCNN(nn.Module):
         self.conv_to_fc = nn.Linear(atom_fea_len, h_fea_len)
         self.fcs = nn.ModuleList(nn.Linear(h_fea_len, h_fea_len) for _ in range(n_h - 1))
         self.fc_out = nn.Linear(h_fea_len, n_targets)
+        self.node_width = atom_fea_len
 
     def embed_atoms(self, atom_features: torch.Tensor) -> torch.Tensor:
         """Input atom features -> initial atom vectors (N, atom_fea_len)."""
@@ -82,7 +83,10 @@ class CGCNN(nn.Module):
             hidden = F.softplus(fc(hidden))
         return self.fc_out(hidden)
 
+    def readout(self, atom_fea: torch.Tensor, batch: CrystalBatch) -> torch.Tensor:
+        """Atom vectors (N, atom_fea_len) -> mean per crystal -> predictions (B, n_targets)."""
+        return self.head(mean_pool(atom_fea, batch.crystal_index, batch.n_atoms))
+
     def forward(self, batch: CrystalBatch) -> torch.Tensor:
         """Predictions (B, n_targets) for a batch of crystals."""
-        atom_fea = self.encode(batch)
-        return self.head(mean_pool(atom_fea, batch.crystal_index, batch.n_atoms))
+        return self.readout(self.encode(batch), batch)
