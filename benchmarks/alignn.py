@@ -1,0 +1,278 @@
+"""ALIGNN: cost (graphs, line graphs, throughput, memory) and accuracy on the MP split.
+
+``speed`` (section ``alignn_speed``): on ``--n`` random MP crystals (seed 0), the graphs of
+both neighbour rules (build rate, bonds per atom, bytes), and for ALIGNN at the published
+size (4+4 layers, width 256), at 2+2 and at a CPU size (2+2, width 64), with CGCNN's
+default as the anchor: training and prediction throughput in crystal graphs per second
+over batches of 64 (forward, MSE, backward, AdamW step; prediction in eval mode without
+gradients), bond pairs per batch, and the memory of a training batch: the tensors
+autograd keeps for the backward pass (summed through ``saved_tensors_hooks``, exact on
+any device) and, on CUDA, ``torch.cuda.max_memory_allocated``. ``--all-graphs`` also
+builds the graphs of all 36,737 crystals with bond vectors and reports their memory.
+
+``accuracy`` (section ``alignn_<target>_<tag>``): the fixed 20/10/70 split of
+``benchmarks/accuracy_mp.py`` (seed 0), the 10 % validation crystals choose the epoch.
+A run gets ``--budget`` minutes: one timed epoch on a tenth of the training crystals
+sizes ``max_epochs`` so that the one-cycle schedule ends within the budget. ``--distil``
+trains ``DistilledRegressor(student="alignn")`` with the same network and recipe.
+
+    python benchmarks/alignn.py speed --n 512
+    python benchmarks/alignn.py accuracy --target e_form --layers 2 2 --hidden 64 --budget 25
+    python benchmarks/alignn.py accuracy --target e_form --device cuda --epochs 300  # published
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+from report import machine, markdown_table, write_section
+
+from skcrystal import ALIGNNRegressor, CrystalGraphTransformer, DistilledRegressor
+from skcrystal.datasets import (
+    benchmark_split,
+    load_mp_band_gap,
+    load_mp_formation_energy,
+)
+from skcrystal.estimators.data import CrystalGraphDataset
+from skcrystal.nn.alignn import ALIGNN
+from skcrystal.nn.cgcnn import CGCNN
+from skcrystal.nn.line_graph import bond_pairs
+
+SIZES = {
+    "ALIGNN 4+4, 256 (published)": dict(alignn_layers=4, gcn_layers=4, hidden_features=256),
+    "ALIGNN 2+2, 256": dict(alignn_layers=2, gcn_layers=2, hidden_features=256),
+    "ALIGNN 2+2, 64": dict(alignn_layers=2, gcn_layers=2, hidden_features=64),
+}
+# Today's CGCNN on the same split (docs/benchmarks.md, accuracy_e_form_cgcnn / gap_pbe).
+CGCNN_TEST_MAE = {"e_form": 0.07345, "gap_pbe": 0.4083}
+
+
+def saved_bytes(step) -> int:
+    """Bytes of the tensors autograd saves for the backward pass while ``step()`` runs
+    (each storage counted once, however many operations save it)."""
+    storages = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return sum(storages.values())
+
+
+def time_network(module, batches, device: str, repeats: int) -> dict:
+    """Training and prediction graphs/s of ``module`` over the batches, and batch memory."""
+    module.to(device)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    inputs = [(b.to(device), y.to(device)) for b, y in batches]
+
+    def train_step(batch, y):
+        loss = torch.nn.functional.mse_loss(module(batch), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    module.train()
+    train_step(*inputs[0])  # warm-up
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    memory = max(saved_bytes(lambda b=b, y=y: train_step(b, y)) for b, y in inputs)
+    peak_cuda = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
+    n_graphs = sum(len(b) for b, _ in inputs)
+    sync()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for batch, y in inputs:
+            train_step(batch, y)
+    sync()
+    train_rate = repeats * n_graphs / (time.perf_counter() - start)
+    module.eval()
+    with torch.no_grad():
+        module(inputs[0][0])
+        sync()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            for batch, _ in inputs:
+                module(batch)
+        sync()
+    predict_rate = repeats * n_graphs / (time.perf_counter() - start)
+    return {
+        "train graphs/s": train_rate,
+        "predict graphs/s": predict_rate,
+        "saved for backward per batch (MB)": memory / 2**20,
+        "CUDA peak (MB)": "—" if peak_cuda is None else round(peak_cuda / 2**20),
+    }
+
+
+def speed(args: argparse.Namespace) -> None:
+    df = load_mp_formation_energy(sample=args.n, random_state=0)
+    y = df.e_form.to_numpy()[:, None]
+    graph_rows, graphs = [], {}
+    for rule in ("nearest", "shell"):
+        builder = CrystalGraphTransformer(neighbor_rule=rule, cache=False)
+        start = time.perf_counter()
+        graphs[rule] = builder.transform(df.structure)
+        elapsed = time.perf_counter() - start
+        g = graphs[rule]
+        graph_rows.append(
+            {
+                "neighbor_rule": rule,
+                "structures/s": len(g) / elapsed,
+                "bonds per atom": g.n_edges.sum() / g.n_atoms.sum(),
+                "bytes per crystal": g.nbytes / len(g),
+            }
+        )
+    shell = graphs["shell"]
+    n_batches = min(args.batches, len(shell) // args.batch_size)
+    order = np.random.default_rng(0).permutation(len(shell))
+    chosen = [order[i * args.batch_size : (i + 1) * args.batch_size] for i in range(n_batches)]
+    dataset = {rule: CrystalGraphDataset(g, y) for rule, g in graphs.items()}
+    batches = {rule: [dataset[rule].collate(list(c)) for c in chosen] for rule in graphs}
+    pairs = [
+        len(bond_pairs(b.neighbor, b.center, len(b.atom_features))[0]) for b, _ in batches["shell"]
+    ]
+    rows = []
+    networks = {"CGCNN default (anchor)": ("nearest", lambda: CGCNN(92, 1, 8.0))}
+    for name, size in SIZES.items():
+        networks[name] = ("shell", lambda size=size: ALIGNN(92, 1, 8.0, **size))
+    for name, (rule, build) in networks.items():
+        if args.skip_published and "published" in name and not args.device.startswith("cuda"):
+            continue
+        torch.manual_seed(0)
+        module = build()
+        result = time_network(module, batches[rule], args.device, args.repeats)
+        rows.append(
+            {
+                "network": name,
+                "parameters": sum(p.numel() for p in module.parameters()),
+                "graphs": rule,
+                **result,
+            }
+        )
+        print(rows[-1], flush=True)
+    memory = ""
+    if args.all_graphs:
+        every = load_mp_formation_energy(n_jobs=args.jobs)
+        start = time.perf_counter()
+        all_graphs = CrystalGraphTransformer(cache=False).transform(every.structure)
+        memory = (
+            f'\n\nAll {len(all_graphs):,} MP crystals, "nearest" graphs with bond vectors: '
+            f"{all_graphs.nbytes / 1e6:.1f} MB ({all_graphs.n_edges.sum():,} edges, built in "
+            f"{time.perf_counter() - start:.0f} s on one process)."
+        )
+    atoms = np.mean([len(b.atom_features) for b, _ in batches["shell"]])
+    bonds = np.mean([len(b.center) for b, _ in batches["shell"]])
+    body = (
+        f"`python benchmarks/alignn.py {' '.join(sys.argv[1:])}` on {machine(args.device)}, "
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB.\n\n"
+        f"Graphs of {len(df)} random MP crystals (seed 0):\n\n{markdown_table(graph_rows)}\n\n"
+        f"Networks on {n_batches} batches of {args.batch_size} of them ({args.repeats} passes; "
+        f'a batch has {atoms:.0f} atoms, {bonds:.0f} bonds of the "shell" rule and '
+        f"{np.mean(pairs):,.0f} bond pairs on average, at most {max(pairs):,}):\n\n"
+        f"{markdown_table(rows)}{memory}"
+    )
+    write_section(f"alignn_speed_{args.device.split(':')[0]}", "ALIGNN: cost", body)
+
+
+def accuracy(args: argparse.Namespace) -> None:
+    load = load_mp_formation_energy if args.target == "e_form" else load_mp_band_gap
+    df = load(n_jobs=args.jobs)
+    y = df[args.target].to_numpy()
+    graphs = CrystalGraphTransformer(neighbor_rule="shell").transform(df.structure)
+    train, valid, test = benchmark_split(len(df), seed=0, train_fraction=0.2)
+    size = dict(
+        alignn_layers=args.layers[0], gcn_layers=args.layers[1], hidden_features=args.hidden
+    )
+
+    def model(max_epochs: int):
+        common = dict(
+            max_epochs=max_epochs,
+            random_state=0,
+            device=args.device,
+            verbose=1,
+            lr=args.lr,
+            lr_schedule="onecycle",
+            weight_decay=1e-5,
+            batch_size=64,
+        )
+        if args.distil:
+            return DistilledRegressor(student="alignn", student_params=size, **common)
+        return ALIGNNRegressor(**size, **common)
+
+    epochs = args.epochs
+    if epochs is None:  # as many as fit the budget
+        probe = train[: len(train) // 10]
+        start = time.perf_counter()
+        model(1).fit(graphs[probe], y[probe], validation_data=(graphs[valid[:0]], y[valid[:0]]))
+        per_epoch = (time.perf_counter() - start) * 10 * (1 + 0.4 * len(valid) / len(train))
+        epochs = max(1, math.floor(args.budget * 60 / per_epoch))
+        print(f"about {per_epoch:.0f} s per epoch: {epochs} epochs", flush=True)
+    reg = model(epochs)
+    start = time.perf_counter()
+    reg.fit(graphs[train], y[train], validation_data=(graphs[valid], y[valid]))
+    fit_time = time.perf_counter() - start
+    start = time.perf_counter()
+    predicted = reg.predict(graphs[test])
+    predict_time = time.perf_counter() - start
+    name = "distilled ALIGNN" if args.distil else "ALIGNN"
+    row = {
+        "model": f"{name} {args.layers[0]}+{args.layers[1]}, {args.hidden}",
+        "train / valid / test": f"{len(train)} / {len(valid)} / {len(test)}",
+        "epochs (best)": f"{reg.n_epochs_} ({reg.best_epoch_})",
+        "test MAE": float(np.abs(predicted - y[test]).mean()),
+        "valid MAE (best epoch)": float(np.min(reg.history_[:, "valid_mae"])),
+        "CGCNN test MAE (100 epochs)": CGCNN_TEST_MAE[args.target],
+        "mean-predictor MAE": float(np.abs(y[test] - y[train].mean()).mean()),
+        "fit (s)": round(fit_time),
+        "test graphs/s": round(len(test) / predict_time),
+    }
+    tag = f"{'distilled_' if args.distil else ''}{args.layers[0]}{args.layers[1]}_{args.hidden}"
+    body = (
+        f"`python benchmarks/alignn.py {' '.join(sys.argv[1:])}` on {machine(args.device)}."
+        f"\n\n{markdown_table([row])}\n\nAdamW, one-cycle to lr {args.lr} per batch, weight "
+        f"decay 1e-5, batch 64, {epochs} epochs"
+        + (f" (what fits {args.budget} min here)" if args.epochs is None else "")
+        + ", seed 0; the validation crystals chose the epoch. "
+        + ("Teacher: the bundled crysgnn-mp, alpha 0.5. " if args.distil else "")
+    )
+    write_section(f"alignn_{args.target}_{tag}", f"ALIGNN: MP {args.target} ({name})", body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["speed", "accuracy"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=2, help="processes for parsing")
+    parser.add_argument("--n", type=int, default=512, help="speed: crystals")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batches", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--skip-published", action="store_true", help="speed: not the 4+4 on CPU")
+    parser.add_argument("--all-graphs", action="store_true")
+    parser.add_argument("--target", choices=["e_form", "gap_pbe"], default="e_form")
+    parser.add_argument("--layers", type=int, nargs=2, default=[4, 4])
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--epochs", type=int, help="accuracy: epochs (default: the budget's)")
+    parser.add_argument("--budget", type=float, default=30, help="accuracy: minutes")
+    parser.add_argument("--distil", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    (speed if args.mode == "speed" else accuracy)(args)
+
+
+if __name__ == "__main__":
+    main()
