@@ -10,6 +10,9 @@ autograd keeps for the backward pass (summed through ``saved_tensors_hooks``, ex
 any device) and, on CUDA, ``torch.cuda.max_memory_allocated``. ``--all-graphs`` also
 builds the graphs of all 36,737 crystals with bond vectors and reports their memory.
 
+On the CPU, freed memory is kept for reuse (:func:`skcrystal.nn.allocation.keep_freed_memory`)
+unless ``--plain-malloc``; the speed table has one row without it, measured first.
+
 ``accuracy`` (section ``alignn_<target>_<tag>``): the fixed 20/10/70 split of
 ``benchmarks/accuracy_mp.py`` (seed 0), the 10 % validation crystals choose the epoch.
 A run gets ``--budget`` minutes: one timed epoch on a tenth of the training crystals
@@ -41,6 +44,7 @@ from skcrystal.datasets import (
 )
 from skcrystal.estimators.data import CrystalGraphDataset
 from skcrystal.nn.alignn import ALIGNN
+from skcrystal.nn.allocation import keep_freed_memory
 from skcrystal.nn.cgcnn import CGCNN
 from skcrystal.nn.line_graph import bond_pairs
 
@@ -68,7 +72,7 @@ def saved_bytes(step) -> int:
     return sum(storages.values())
 
 
-def time_network(module, batches, device: str, repeats: int) -> dict:
+def time_network(module, batches, device: str) -> dict:
     """Training and prediction graphs/s of ``module`` over the batches, and batch memory."""
     module.to(device)
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
@@ -84,30 +88,29 @@ def time_network(module, batches, device: str, repeats: int) -> dict:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
+    warmup, *timed = inputs  # the first batch warms up; the others are timed, each once
     module.train()
-    train_step(*inputs[0])  # warm-up
+    train_step(*warmup)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    memory = max(saved_bytes(lambda b=b, y=y: train_step(b, y)) for b, y in inputs)
-    peak_cuda = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
-    n_graphs = sum(len(b) for b, _ in inputs)
+    n_graphs = sum(len(b) for b, _ in timed)
     sync()
     start = time.perf_counter()
-    for _ in range(repeats):
-        for batch, y in inputs:
-            train_step(batch, y)
+    for batch, y in timed:
+        train_step(batch, y)
     sync()
-    train_rate = repeats * n_graphs / (time.perf_counter() - start)
+    train_rate = n_graphs / (time.perf_counter() - start)
+    peak_cuda = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
+    memory = max(saved_bytes(lambda b=b, y=y: train_step(b, y)) for b, y in timed[:2])
     module.eval()
     with torch.no_grad():
-        module(inputs[0][0])
+        module(warmup[0])
         sync()
         start = time.perf_counter()
-        for _ in range(repeats):
-            for batch, _ in inputs:
-                module(batch)
+        for batch, _ in timed:
+            module(batch)
         sync()
-    predict_rate = repeats * n_graphs / (time.perf_counter() - start)
+    predict_rate = n_graphs / (time.perf_counter() - start)
     return {
         "train graphs/s": train_rate,
         "predict graphs/s": predict_rate,
@@ -144,15 +147,23 @@ def speed(args: argparse.Namespace) -> None:
         len(bond_pairs(b.neighbor, b.center, len(b.atom_features))[0]) for b, _ in batches["shell"]
     ]
     rows = []
-    networks = {"CGCNN default (anchor)": ("nearest", lambda: CGCNN(92, 1, 8.0))}
+    networks = {}
+    if not args.plain_malloc:  # first, before keep_freed_memory(): what it changes
+        networks["ALIGNN 2+2, 64, plain malloc"] = (
+            "shell",
+            lambda: ALIGNN(92, 1, 8.0, **SIZES["ALIGNN 2+2, 64"]),
+        )
+    networks["CGCNN default (anchor)"] = ("nearest", lambda: CGCNN(92, 1, 8.0))
     for name, size in SIZES.items():
         networks[name] = ("shell", lambda size=size: ALIGNN(92, 1, 8.0, **size))
     for name, (rule, build) in networks.items():
         if args.skip_published and "published" in name and not args.device.startswith("cuda"):
             continue
+        if not args.plain_malloc and "plain malloc" not in name:
+            keep_freed_memory()
         torch.manual_seed(0)
         module = build()
-        result = time_network(module, batches[rule], args.device, args.repeats)
+        result = time_network(module, batches[rule], args.device)
         rows.append(
             {
                 "network": name,
@@ -173,12 +184,14 @@ def speed(args: argparse.Namespace) -> None:
             f"{time.perf_counter() - start:.0f} s on one process)."
         )
     atoms = np.mean([len(b.atom_features) for b, _ in batches["shell"]])
+    malloc = "" if args.plain_malloc else ", freed CPU memory kept for reuse"
     bonds = np.mean([len(b.center) for b, _ in batches["shell"]])
     body = (
         f"`python benchmarks/alignn.py {' '.join(sys.argv[1:])}` on {machine(args.device)}, "
         f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB.\n\n"
         f"Graphs of {len(df)} random MP crystals (seed 0):\n\n{markdown_table(graph_rows)}\n\n"
-        f"Networks on {n_batches} batches of {args.batch_size} of them ({args.repeats} passes; "
+        f"Networks on {n_batches} batches of {args.batch_size} of them (the first warms up, the "
+        f"others are timed once each{malloc}; "
         f'a batch has {atoms:.0f} atoms, {bonds:.0f} bonds of the "shell" rule and '
         f"{np.mean(pairs):,.0f} bond pairs on average, at most {max(pairs):,}):\n\n"
         f"{markdown_table(rows)}{memory}"
@@ -215,7 +228,7 @@ def accuracy(args: argparse.Namespace) -> None:
     if epochs is None:  # as many as fit the budget
         probe = train[: len(train) // 10]
         start = time.perf_counter()
-        model(1).fit(graphs[probe], y[probe], validation_data=(graphs[valid[:0]], y[valid[:0]]))
+        model(1).set_params(early_stopping=False).fit(graphs[probe], y[probe])
         per_epoch = (time.perf_counter() - start) * 10 * (1 + 0.4 * len(valid) / len(train))
         epochs = max(1, math.floor(args.budget * 60 / per_epoch))
         print(f"about {per_epoch:.0f} s per epoch: {epochs} epochs", flush=True)
@@ -258,8 +271,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="processes for parsing")
     parser.add_argument("--n", type=int, default=512, help="speed: crystals")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--batches", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--batches", type=int, default=6, help="speed: 1 warm-up, rest timed")
     parser.add_argument("--skip-published", action="store_true", help="speed: not the 4+4 on CPU")
     parser.add_argument("--all-graphs", action="store_true")
     parser.add_argument("--target", choices=["e_form", "gap_pbe"], default="e_form")
@@ -269,8 +281,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="accuracy: epochs (default: the budget's)")
     parser.add_argument("--budget", type=float, default=30, help="accuracy: minutes")
     parser.add_argument("--distil", action="store_true")
+    parser.add_argument(
+        "--plain-malloc", action="store_true", help="without keep_freed_memory() (CPU)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.mode == "accuracy" and not args.plain_malloc:
+        keep_freed_memory()
     (speed if args.mode == "speed" else accuracy)(args)
 
 

@@ -5,7 +5,7 @@ Examples
 ``skcrystal demo``                  predict bundled example crystals, write a plot
 ``skcrystal predict MODEL a.cif b.vasp folder/ 'data/**/*.cif' [--csv out.csv]``
 ``skcrystal models``                list the bundled models
-``skcrystal fit --data DIR_OR_CSV --model cgcnn|crysxpp|distilled --out model.safetensors``
+``skcrystal fit --data DIR_OR_CSV --model cgcnn|crysxpp|distilled|alignn --out model.safetensors``
 ``skcrystal pretrain --data DIR_OR_CSV --model crysae|crysgnn --out encoder.safetensors``
 ``skcrystal explain MODEL``          importance of each element property (CrysXPP models)
 
@@ -217,7 +217,7 @@ def _epochs(text: str) -> int | str:
 
 
 def _fit(args: argparse.Namespace) -> None:
-    from skcrystal import CGCNNRegressor, CrysXPPRegressor, DistilledRegressor
+    from skcrystal import ALIGNNRegressor, CGCNNRegressor, CrysXPPRegressor, DistilledRegressor
     from skcrystal.hub import save_model
 
     X, y = _load_data(args.data, args.target)
@@ -228,6 +228,8 @@ def _fit(args: argparse.Namespace) -> None:
         model = CGCNNRegressor(**common)
     elif args.model == "crysxpp":
         model = CrysXPPRegressor(encoder=args.encoder, l1=args.l1, **common)
+    elif args.model == "alignn":
+        model = ALIGNNRegressor(**common)
     else:
         model = DistilledRegressor(teacher=args.teacher, **common)
     model.fit(X, y.to_numpy())
@@ -300,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", type=Path, required=True, help="CGCNN folder/archive/id_prop.csv or CSV"
     )
     fit.add_argument("--target", help="target column (default: the first)")
-    fit.add_argument("--model", choices=["cgcnn", "crysxpp", "distilled"], default="cgcnn")
+    fit.add_argument(
+        "--model", choices=["cgcnn", "crysxpp", "distilled", "alignn"], default="cgcnn"
+    )
     fit.add_argument("--encoder", default="crysae-mp", help="CrysAE for crysxpp")
     fit.add_argument("--l1", type=float, default=0.01, help="crysxpp mask penalty")
     fit.add_argument("--teacher", help="CrysGNN teacher for distilled (default: bundled)")

@@ -229,6 +229,16 @@ def test_alignn_follows_the_scikit_learn_contract(mp, tmp_path):
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
 
+def test_keep_freed_memory_sets_glibcs_threshold_or_says_it_cannot():
+    import platform
+
+    from skcrystal.nn.allocation import keep_freed_memory
+
+    assert keep_freed_memory(2**29) is (platform.libc_ver()[0] == "glibc")
+    with pytest.raises(ValueError, match="threshold must be in"):
+        keep_freed_memory(2**31)
+
+
 def test_alignn_defaults_are_the_published_model_and_recipe():
     reg = ALIGNNRegressor()
     assert (reg.alignn_layers, reg.gcn_layers, reg.hidden_features) == (4, 4, 256)

@@ -116,6 +116,17 @@ def test_cli_fit_pretrain_explain_round_trip(tmp_path, mp_subset, capsys):
     assert main(["predict", str(model), str(tmp_path / "c0.cif")]) == 0
 
 
+def test_cli_fits_alignn(tmp_path, mp_subset, capsys):
+    data = _csv_dataset(tmp_path, mp_subset, n=20)
+    model = tmp_path / "alignn.safetensors"
+    assert main(["fit", "--data", str(data), "--model", "alignn", "--epochs", "1",
+                 "--out", str(model)]) == 0  # fmt: skip
+    assert "Validation MAE" in capsys.readouterr().out
+    loaded = load_model(model)
+    assert type(loaded).__name__ == "ALIGNNRegressor"
+    assert loaded.graph_settings_[3] == "shell"
+
+
 def test_cli_refuses_what_cannot_work_in_one_line(tmp_path, mp_subset, capsys):
     data = _csv_dataset(tmp_path, mp_subset, n=5)
     cases = [
