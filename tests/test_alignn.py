@@ -125,7 +125,10 @@ def test_to_pyg_batches_like_skcrystal_and_converts_back(mp):
     np.testing.assert_array_equal(batch.species_z.numpy(), shell[chosen].species_z)
     back = CrystalGraphs.from_pyg(batch)
     original = shell[chosen]
-    assert back.settings == original.settings
+    assert back.settings == original.settings and back.symmetry is False
+    with_groups = CrystalGraphTransformer(symmetry=True).transform([silicon()])
+    assert CrystalGraphs.from_pyg(with_groups.to_pyg()).space_group.tolist() == [227]
+    assert CrystalGraphs.from_pyg(with_groups.to_pyg()).symmetry is True
     for name in CrystalGraphs._ARRAYS:
         np.testing.assert_array_equal(getattr(back, name), getattr(original, name))
     with pytest.raises(ValueError, match="not made by skcrystal's to_pyg"):
@@ -332,6 +335,9 @@ def test_any_network_of_the_protocol_trains_and_distils(mp, tmp_path):
     assert isinstance(distilled.module_.student, MeanAtoms)
     assert isinstance(distilled.module_.projection, torch.nn.Identity)  # 64 = teacher's width
     assert len(distilled.history_[:, "embedding_loss"]) == 3
+    with pytest.raises(TypeError, match="network class MeanAtoms cannot be saved"):
+        save_model(distilled, tmp_path / "distilled.safetensors")
+    assert pickle.loads(pickle.dumps(distilled)).predict(graphs[:3]).shape == (3,)
     with pytest.raises(ValueError, match="unknown student"):
         DistilledRegressor(student="schnet", max_epochs=1).fit(graphs[:20], y[:20])
 

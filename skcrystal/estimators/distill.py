@@ -196,7 +196,16 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         return [*super().scoring_callbacks(), ("embedding_loss", embedding)]
 
     def saved_params(self) -> dict[str, Any]:
-        """Parameters to rebuild the network; a student's encoder is not needed for that."""
+        """Parameters to rebuild the network; a student's encoder is not needed for that.
+
+        A student given as a network class is refused: a model file never imports code.
+        """
+        if not isinstance(self.student, str):
+            raise TypeError(
+                f"a DistilledRegressor of the network class {self.student.__name__} cannot be "
+                "saved with skcrystal.hub.save_model (loading it would have to import the "
+                "class's code); pickle or joblib.dump the fitted estimator instead"
+            )
         student_params = dict(self.student_params or {})
         student_params.pop("encoder", None)
         return {**super().saved_params(), "student_params": student_params}

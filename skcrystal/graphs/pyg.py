@@ -25,7 +25,7 @@ from skcrystal.graphs.atom_features import AtomFeatureTable, get_atom_feature_ta
 from skcrystal.graphs.container import CrystalGraphs, GraphParts
 
 #: Graph-level settings stored on every ``Data`` (plain Python values).
-SETTINGS = ("cutoff", "max_neighbors", "neighbor_rule", "atom_features")
+SETTINGS = ("cutoff", "max_neighbors", "neighbor_rule", "atom_features", "symmetry")
 
 
 def to_pyg(graphs: CrystalGraphs, indices: Sequence[int] | np.ndarray | None = None):
@@ -55,6 +55,7 @@ def to_pyg(graphs: CrystalGraphs, indices: Sequence[int] | np.ndarray | None = N
         "max_neighbors": graphs.max_neighbors,
         "neighbor_rule": graphs.neighbor_rule,
         "atom_features": graphs.atom_features.name,
+        "symmetry": graphs.symmetry,
     }
     data = []
     for i in indices.tolist():
@@ -92,8 +93,9 @@ def from_pyg(
     data : torch_geometric Batch, Data, or sequence of Data
         With the attributes :func:`to_pyg` writes.
     atom_features, cutoff, max_neighbors, neighbor_rule : optional
-        The graph settings; by default those stored on the ``Data``. A table that is not
-        bundled (made from a file) must be given here.
+        The graph settings; by default those stored on the ``Data`` (with whether space
+        groups were searched for). A table that is not bundled (made from a file) must be
+        given here.
 
     Raises
     ------
@@ -122,6 +124,7 @@ def from_pyg(
         "max_neighbors": max_neighbors,
         "neighbor_rule": neighbor_rule,
         "atom_features": atom_features,
+        "symmetry": None,
     }
     settings = {}
     for name in SETTINGS:
@@ -144,7 +147,7 @@ def from_pyg(
         str(settings["neighbor_rule"]),
         space_group=space_group,
     )
-    graphs.symmetry = bool(space_group.any())
+    graphs.symmetry = bool(settings["symmetry"])
     return graphs
 
 
