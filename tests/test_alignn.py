@@ -353,3 +353,20 @@ def test_cgcnn_is_unchanged_by_the_bond_vectors(mp):
     reg.module_.eval()
     with torch.no_grad():
         torch.testing.assert_close(reg.module_(inputs), reg.module_(without))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_alignn_builds_line_graphs_on_the_device_and_matches_the_cpu(mp):
+    _, shell, y = mp
+    reg = ALIGNNRegressor(**TINY, max_epochs=2, early_stopping=False, random_state=0)
+    reg.set_params(device="cuda").fit(shell[:40], y[:40])
+    assert next(reg.module_.parameters()).is_cuda
+    on_gpu = reg.predict(shell[40:60])
+    cpu = pickle.loads(pickle.dumps(reg)).set_params(device="cpu")
+    cpu.module_.to("cpu")
+    np.testing.assert_allclose(cpu.predict(shell[40:60]), on_gpu, rtol=1e-3, atol=1e-3)
+    batch, _ = CrystalGraphDataset(shell[:8], None).collate(list(range(8)))
+    batch = batch.to("cuda")
+    first, second = bond_pairs(batch.neighbor, batch.center, len(batch.atom_features))
+    assert first.is_cuda and (batch.center[first] == batch.neighbor[second]).all()

@@ -61,8 +61,8 @@ class DistillationModule(nn.Module):
     """A student network plus the projection of its node vectors onto the teacher's width.
 
     In training mode ``forward`` returns ``(predictions, node embeddings)``, the latter
-    projected (identity when the widths match; a linear map without bias, used in
-    training only, when they differ, as ALIGNN's 256 against the teacher's 64) and
+    projected (identity when the widths match; a linear map, used in training only,
+    when they differ, as ALIGNN's 256 against the teacher's 64) and
     L2-normalised; in eval mode only the predictions.
     """
 
@@ -72,7 +72,7 @@ class DistillationModule(nn.Module):
         self.student = student
         width = student.node_width
         self.projection = (
-            nn.Identity() if width == teacher_width else nn.Linear(width, teacher_width, bias=False)
+            nn.Identity() if width == teacher_width else nn.Linear(width, teacher_width)
         )
 
     def forward(self, batch: CrystalBatch):
