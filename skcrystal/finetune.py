@@ -47,6 +47,14 @@ class FreezeEncoder(Callback):
     """
 
     def on_train_begin(self, net: Any, **kwargs: Any) -> None:
+        names = [name for name, _ in net.module_.named_parameters()]
+        if not hasattr(net.module_, "convs") or not any(map(_in_encoder, names)):
+            raise TypeError(
+                f"freezing the encoder knows the CGCNN-family networks (CGCNN, CrysXPP), "
+                f"whose encoder is {', '.join(ENCODER_PARAMETERS)}; "
+                f"{type(net.module_).__name__} is not one: fine-tune it with "
+                "freeze_encoder=False"
+            )
         self.frozen_ = [
             param
             for name, param in net.module_.named_parameters()
@@ -88,7 +96,7 @@ def fine_tune(
 
     Parameters
     ----------
-    model : fitted CGCNNRegressor or CrysXPPRegressor
+    model : fitted CGCNNRegressor or CrysXPPRegressor (any regressor with freeze_encoder=False)
         For example ``skcrystal.hub.load_model("crysxpp-mp-band-gap")``.
     X : sequence of crystals or CrystalGraphs
     y : array-like of shape (n_crystals,) or (n_crystals, n_properties)

@@ -342,6 +342,20 @@ def test_any_network_of_the_protocol_trains_and_distils(mp, tmp_path):
         DistilledRegressor(student="schnet", max_epochs=1).fit(graphs[:20], y[:20])
 
 
+def test_fine_tuning_alignn_trains_every_weight_or_refuses_to_freeze_an_unknown_encoder(mp):
+    from skcrystal.finetune import fine_tune
+
+    _, shell, y = mp
+    reg = ALIGNNRegressor(**TINY, max_epochs=1, early_stopping=False, random_state=0)
+    reg.fit(shell[:40], y[:40])
+    with pytest.raises(TypeError, match="freeze_encoder=False"):
+        fine_tune(reg, shell[40:50], y[40:50], max_epochs=1)
+    before = reg.module_.fc.weight.detach().clone()
+    fine_tune(reg, shell[40:50], y[40:50], max_epochs=2, freeze_encoder=False)
+    assert not torch.equal(before, reg.module_.fc.weight)
+    assert all(p.requires_grad for p in reg.module_.parameters())
+
+
 def test_cgcnn_is_unchanged_by_the_bond_vectors(mp):
     _, shell, y = mp
     graphs = shell.nearest()
