@@ -258,7 +258,7 @@ def test_students_build_graphs_with_the_teachers_atom_features(data):
         builder.transform(structures)
     )
     reg = DistilledRegressor(teacher=teacher, **{**REG_FAST, "max_epochs": 1}).fit(structures, y)
-    assert reg.graph_settings_ == (8.0, 12, "cgcnn-authors")
+    assert reg.graph_settings_ == (8.0, 12, "cgcnn-authors", "nearest")
     assert reg.predict(structures[:3]).shape == (3,)
 
 
