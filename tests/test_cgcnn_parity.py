@@ -44,7 +44,7 @@ def test_loads_architecture_and_normalizer(formation_energy):
     reg = CGCNNRegressor.from_cgcnn_checkpoint(formation_energy)
     assert (reg.atom_fea_len, reg.n_conv, reg.h_fea_len, reg.n_h) == (64, 4, 32, 1)
     assert len(reg.module_.convs) == 4 and not reg.module_.training
-    assert reg.graph_settings_ == (8.0, 12, "cgcnn-authors", "nearest")  # the table it was trained with
+    assert reg.graph_settings_ == (8.0, 12, "cgcnn-authors", "nearest")  # its table
     assert reg.target_mean_ == pytest.approx([-1.699178719088435])
     assert reg.target_scale_ == pytest.approx([1.0563029540802564])
     state = read_foreign_checkpoint(formation_energy)["state_dict"]

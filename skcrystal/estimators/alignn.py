@@ -130,11 +130,3 @@ target_scale_, n_targets_, graph_builder_
 
     #: ALIGNN's graphs: ``CrystalGraphTransformer(neighbor_rule="shell")`` by default.
     default_neighbor_rule = "shell"
-
-    def module_params(self) -> dict[str, Any]:
-        return {
-            "n_atom_features": self.n_atom_features_,
-            "n_targets": self.n_targets_,
-            "cutoff": self.graph_settings_[0],
-            **{name: getattr(self, name) for name in self.module_param_names},
-        }

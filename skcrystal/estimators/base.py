@@ -512,6 +512,17 @@ class CrystalGraphRegressorBase(CrystalGraphNet, NeuralNetRegressor):
     def scoring_callbacks(self) -> list:
         return [("valid_mae", ValidMAE())]
 
+    def module_params(self) -> dict[str, Any]:
+        """The network's keyword arguments (:mod:`skcrystal.nn.protocol`): ``n_atom_features``,
+        ``n_targets`` and ``cutoff`` from the training graphs, then the estimator's
+        :attr:`module_param_names`."""
+        return {
+            "n_atom_features": self.n_atom_features_,
+            "n_targets": self.n_targets_,
+            "cutoff": self.graph_settings_[0],
+            **{name: getattr(self, name) for name in self.module_param_names},
+        }
+
     def saved_params(self) -> dict[str, Any]:
         """The network parameters plus ``nonnegative``, which shapes the predictions."""
         return {**super().saved_params(), "nonnegative": self.nonnegative}

@@ -63,13 +63,6 @@ class GraphNetworkRegressor(CrystalGraphRegressorBase):
 
     module_param_names = ()
 
-    def module_params(self) -> dict[str, Any]:
-        return {
-            "n_atom_features": self.n_atom_features_,
-            "n_targets": self.n_targets_,
-            "cutoff": self.graph_settings_[0],
-        }
-
     def initialize_module(self):
         """Build the network and check that it follows the protocol."""
         if not isinstance(self.module, type):

@@ -178,14 +178,6 @@ default="cosine"
 
     module_param_names = ("atom_fea_len", "n_conv", "h_fea_len", "n_h", "gaussian_step")
 
-    def module_params(self) -> dict[str, Any]:
-        return {
-            "n_atom_features": self.n_atom_features_,
-            "n_targets": self.n_targets_,
-            "cutoff": self.graph_settings_[0],
-            **{name: getattr(self, name) for name in self.module_param_names},
-        }
-
     @classmethod
     def from_cgcnn_checkpoint(
         cls,
