@@ -28,7 +28,7 @@ from skcrystal.estimators.data import CrystalGraphDataset, root_dataset
 from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
 from skcrystal.graphs.atom_features import get_atom_feature_table
 from skcrystal.nn.batch import CrystalBatch
-from skcrystal.nn.layers import GaussianExpansion
+from skcrystal.nn.layers import GaussianExpansion, mean_pool
 from skcrystal.recipes import auto_max_epochs, auto_n_iter_no_change, check_recipe
 
 
@@ -770,3 +770,27 @@ class CrystalGraphRegressorBase(CrystalGraphNet, NeuralNetRegressor):
         if self.nonnegative:
             predictions = np.maximum(predictions, 0.0)
         return predictions.ravel() if self.n_targets_ == 1 and self.y_was_1d_ else predictions
+
+    def embed(self, X: Any) -> np.ndarray:
+        """Crystal vectors of the fitted network: its atom vectors (``encode``, see
+        :mod:`skcrystal.nn.protocol`) averaged over each crystal's atoms.
+
+        They place crystals in the network's latent space, where
+        :class:`skcrystal.uncertainty.LatentDistance` measures how far a crystal is from
+        the training crystals.
+
+        Returns
+        -------
+        ndarray of shape (n_crystals, node_width), float32
+        """
+        check_is_fitted(self, "target_mean_")
+        graphs = self._to_graphs(X)
+        self._check_settings(graphs)
+        self.module_.eval()
+        vectors = []
+        with torch.no_grad():
+            for batch, _ in self.get_iterator(self._dataset(graphs, None), training=False):
+                batch = batch.to(self.device)
+                nodes = self.module_.encode(batch)
+                vectors.append(mean_pool(nodes, batch.crystal_index, batch.n_atoms).cpu())
+        return torch.cat(vectors).numpy()

@@ -75,6 +75,17 @@ class DistillationModule(nn.Module):
             nn.Identity() if width == teacher_width else nn.Linear(width, teacher_width)
         )
 
+    @property
+    def node_width(self) -> int:
+        return self.student.node_width
+
+    def encode(self, batch: CrystalBatch) -> torch.Tensor:
+        """The student's atom vectors (not projected)."""
+        return self.student.encode(batch)
+
+    def readout(self, nodes: torch.Tensor, batch: CrystalBatch) -> torch.Tensor:
+        return self.student.readout(nodes, batch)
+
     def forward(self, batch: CrystalBatch):
         nodes = self.student.encode(batch)
         predictions = self.student.readout(nodes, batch)
