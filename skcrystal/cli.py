@@ -3,7 +3,7 @@
 Examples
 --------
 ``skcrystal demo``                  predict bundled example crystals, write a plot
-``skcrystal predict MODEL a.cif b.vasp folder/ 'data/**/*.cif' [--csv out.csv]``
+``skcrystal predict MODEL a.cif b.vasp folder/ 'data/**/*.cif' [--interval 0.9] [--csv out.csv]``
 ``skcrystal models``                list the bundled models
 ``skcrystal fit --data DIR_OR_CSV --model cgcnn|crysxpp|distilled|alignn --out model.safetensors``
 ``skcrystal pretrain --data DIR_OR_CSV --model crysae|crysgnn --out encoder.safetensors``
@@ -128,18 +128,37 @@ def _expand_inputs(arguments: list[Path]) -> list[Path]:
 
 
 def _predict(args: argparse.Namespace) -> None:
+    import numpy as np
+    from sklearn.base import is_regressor
+
     from skcrystal.hub import load_model
 
     files = [str(f) for f in _expand_inputs(args.files)]
     model = load_model(args.model)
-    if not hasattr(model, "target_mean_"):  # pretrainers have no property head
+    if not is_regressor(model):  # pretrainers have no property head
         raise ValueError(
             f"{args.model} is a {type(model).__name__}, a pretrained encoder without a "
             "property head; predict with a regressor (see `skcrystal models`)"
         )
-    predictions = model.predict(files)
-    frame = pd.DataFrame(predictions.reshape(len(files), -1), index=pd.Index(files, name="file"))
-    frame.columns = ["prediction"] if frame.shape[1] == 1 else [f"prediction_{i}" for i in frame]
+    if args.interval is not None and not hasattr(model, "predict_interval"):
+        raise ValueError(
+            f"{args.model} is a {type(model).__name__}, which has no calibration for "
+            "intervals; --interval needs a model saved from a ConformalRegressor "
+            "(`skcrystal fit ... --calibrate 0.2`)"
+        )
+    columns = {"prediction": model.predict(files)}
+    if args.interval is not None:
+        columns["lower"], columns["upper"] = model.predict_interval(files, coverage=args.interval)
+    frame = pd.concat(
+        {
+            name: pd.DataFrame(np.reshape(values, (len(files), -1)))
+            for name, values in columns.items()
+        },
+        axis=1,
+    )
+    single = frame.columns.get_level_values(1).max() == 0
+    frame.columns = [name if single else f"{name}_{i}" for name, i in frame.columns]
+    frame.index = pd.Index(files, name="file")
     if args.csv:
         frame.to_csv(args.csv)
         print(f"Wrote {args.csv}")
@@ -216,9 +235,30 @@ def _epochs(text: str) -> int | str:
     return int(text)
 
 
+def _members(text: str) -> int:
+    """``--members``: a positive integer."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _coverage(text: str) -> float:
+    """``--interval``: a coverage strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a coverage between 0 and 1, got {text!r}")
+    return value
+
+
 def _fit(args: argparse.Namespace) -> None:
+    import numpy as np
+
     from skcrystal import ALIGNNRegressor, CGCNNRegressor, CrysXPPRegressor, DistilledRegressor
     from skcrystal.hub import save_model
+    from skcrystal.uncertainty import ConformalRegressor, EnsembleRegressor
 
     X, y = _load_data(args.data, args.target)
     if y is None:
@@ -232,8 +272,14 @@ def _fit(args: argparse.Namespace) -> None:
         model = ALIGNNRegressor(**common)
     else:
         model = DistilledRegressor(teacher=args.teacher, **common)
+    if args.members > 1:
+        model = EnsembleRegressor(model, n_estimators=args.members, random_state=0)
+    if args.calibrate is not None:
+        model = ConformalRegressor(model, calibration_fraction=args.calibrate, random_state=0)
     model.fit(X, y.to_numpy())
-    best = float(min(model.history_[:, "valid_mae"]))
+    fitted = getattr(model, "estimator_", model)
+    networks = getattr(fitted, "estimators_", [fitted])
+    best = float(np.mean([min(network.history_[:, "valid_mae"]) for network in networks]))
     save_model(
         model,
         args.out,
@@ -242,7 +288,16 @@ def _fit(args: argparse.Namespace) -> None:
         valid_mae=best,
         command="skcrystal " + " ".join(sys.argv[1:]),
     )
-    print(f"Validation MAE {best:.4g} (10 % of the crystals, best epoch); wrote {args.out}")
+    calibrated = (
+        f"; {len(model.scores_)} crystals held out for calibration ({model.method_})"
+        if args.calibrate is not None
+        else ""
+    )
+    print(
+        f"Validation MAE {best:.4g} (10 % of the training crystals, best epoch"
+        f"{', mean over the members' if args.members > 1 else ''}){calibrated}; "
+        f"wrote {args.out}"
+    )
 
 
 def _pretrain(args: argparse.Namespace) -> None:
@@ -292,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"CIF or POSCAR files, folders (their {STRUCTURE_FILES} files) or quoted glob "
         "patterns ('data/**/*.cif')",
     )
+    predict.add_argument(
+        "--interval",
+        type=_coverage,
+        metavar="COVERAGE",
+        help="also print conformal intervals of this coverage, e.g. 0.9 (calibrated models)",
+    )
     predict.add_argument("--csv", type=Path, help="write the table to this CSV file")
     predict.set_defaults(run=_predict)
     models = commands.add_parser("models", help="list the bundled models")
@@ -313,6 +374,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_epochs,
         default="auto",
         help="training epochs, or 'auto' (the default: from the number of crystals)",
+    )
+    fit.add_argument(
+        "--members", type=_members, default=1, help="train an ensemble of this many seeds"
+    )
+    fit.add_argument(
+        "--calibrate",
+        type=float,
+        metavar="FRACTION",
+        help="hold out this fraction of the crystals to calibrate conformal intervals",
     )
     fit.add_argument("--device", default="cpu")
     fit.add_argument("--out", type=Path, required=True, help=".safetensors file to write")

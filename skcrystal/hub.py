@@ -21,12 +21,15 @@ import numpy as np
 import pooch
 import torch
 from safetensors.torch import load_file, safe_open, save_file
+from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
 
 from skcrystal.graphs import CrystalGraphTransformer
 from skcrystal.graphs.atom_features import AtomFeatureTable
 
 BUNDLED = Path(__file__).parent / "weights"
 _TABLE_PREFIX = "atom_features."
+_CONFORMAL_SCORES = "conformal.scores"
 
 
 def _estimator_classes() -> dict[str, type]:
@@ -107,18 +110,80 @@ def _restored_training_params(stored: dict[str, Any], path: Path) -> dict[str, A
     return params
 
 
+def _network_parts(estimator: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors (keys prefixed) and description of one fitted network estimator."""
+    if type(estimator).__name__ not in _estimator_classes():
+        raise TypeError(f"cannot save a {type(estimator).__name__}: not a skcrystal estimator")
+    fitted = estimator.fitted_state()
+    tensors = {
+        prefix + k: v.detach().cpu().contiguous() for k, v in estimator.module_.state_dict().items()
+    }
+    description = {
+        "estimator": type(estimator).__name__,
+        "params": estimator.saved_params(),
+        "graph_settings": list(estimator.graph_settings_),
+        "training_params": _stored_training_params(estimator),
+        "fitted": fitted,
+    }
+    return tensors, description
+
+
+def _parts(estimator: Any) -> tuple[dict[str, torch.Tensor], dict, Any]:
+    """Tensors, description and the network estimator whose graph builder they share."""
+    from skcrystal.uncertainty import ConformalRegressor, EnsembleRegressor
+
+    if isinstance(estimator, ConformalRegressor):
+        check_is_fitted(estimator, "scores_")
+        tensors, inner, network = _parts(estimator.estimator_)
+        tensors[_CONFORMAL_SCORES] = torch.from_numpy(np.asarray(estimator.scores_))
+        description = {
+            "estimator": "ConformalRegressor",
+            "params": {"method": estimator.method_, "coverage": estimator.coverage},
+            "fitted": {"std_floor": getattr(estimator, "std_floor_", None)},
+            "inner": inner,
+        }
+        return tensors, description, network
+    if isinstance(estimator, EnsembleRegressor):
+        check_is_fitted(estimator, "estimators_")
+        tensors, members = {}, []
+        for i, (member, domain) in enumerate(
+            zip(estimator.estimators_, estimator.domain_, strict=True)
+        ):
+            member_tensors, member_description = _network_parts(member, f"members.{i}.")
+            tensors.update(member_tensors)
+            tensors[f"domain.{i}"] = torch.from_numpy(domain.embeddings_)
+            members.append(member_description)
+        description = {
+            "estimator": "EnsembleRegressor",
+            "params": {
+                "n_estimators": estimator.n_estimators,
+                "bootstrap": estimator.bootstrap,
+                "n_neighbors": estimator.n_neighbors,
+            },
+            "fitted": {"seeds": [int(s) for s in estimator.seeds_]},
+            "members": members,
+        }
+        return tensors, description, estimator.estimators_[0]
+    tensors, description = _network_parts(estimator)
+    return tensors, description, estimator
+
+
 def save_model(estimator: Any, path: str | os.PathLike, **card: Any) -> Path:
     """Write a fitted skcrystal estimator to ``path`` (a ``.safetensors`` file).
 
-    Regressors (with their target scaling) and pretrainers alike; :func:`load_model`
-    reads the file back without unpickling anything. Besides the weights, the file
-    records the parameters that build the network (and ``nonnegative``), the training
-    parameters (``optimizer``, ``lr``, ``max_epochs``, ``batch_size``,
-    ``early_stopping``, ``validation_fraction``, ``n_iter_no_change``, ``random_state``,
-    ``train_split``, ``optimizer__*``, ``criterion__*``, ``iterator_*__*``) and the
-    versions of Python, skcrystal, torch, skorch, scikit-learn, numpy and pymatgen
-    (``model_card(path)["versions"]``). Parameters that are no JSON value (callbacks, a
-    custom optimizer or split) are not stored, with a warning.
+    Regressors (with their target scaling), pretrainers,
+    :class:`~skcrystal.uncertainty.EnsembleRegressor` (every member, and the training
+    embeddings of its applicability score) and calibrated
+    :class:`~skcrystal.uncertainty.ConformalRegressor` (its calibration scores) alike;
+    :func:`load_model` reads the file back without unpickling anything. Besides the
+    weights, the file records the parameters that build the network (and
+    ``nonnegative``), the training parameters (``optimizer``, ``lr``, ``max_epochs``,
+    ``batch_size``, ``early_stopping``, ``validation_fraction``, ``n_iter_no_change``,
+    ``random_state``, ``train_split``, ``optimizer__*``, ``criterion__*``,
+    ``iterator_*__*``) and the versions of Python, skcrystal, torch, skorch,
+    scikit-learn, numpy and pymatgen (``model_card(path)["versions"]``). Parameters that
+    are no JSON value (callbacks, a custom optimizer or split) are not stored, with a
+    warning.
 
     Parameters
     ----------
@@ -140,28 +205,19 @@ def save_model(estimator: Any, path: str | os.PathLike, **card: Any) -> Path:
     >>> bool(abs(same.transform(crystals) - ae.transform(crystals)).max() < 1e-6)
     True
     """
-    if type(estimator).__name__ not in _estimator_classes():
-        raise TypeError(f"cannot save a {type(estimator).__name__}: not a skcrystal estimator")
-    fitted = estimator.fitted_state()
-    table: AtomFeatureTable = estimator.graph_builder_.fit().atom_feature_table_
-    tensors = {k: v.detach().cpu().contiguous() for k, v in estimator.module_.state_dict().items()}
+    tensors, description, network = _parts(estimator)
+    table: AtomFeatureTable = network.graph_builder_.fit().atom_feature_table_
     tensors[_TABLE_PREFIX + "values"] = torch.from_numpy(np.array(table.values, dtype=np.float32))
     tensors[_TABLE_PREFIX + "known"] = torch.from_numpy(table.known.astype(np.uint8))
-    params = estimator.saved_params()
-    description = {
-        "estimator": type(estimator).__name__,
-        "params": params,
-        "graph_settings": list(estimator.graph_settings_),
-        "atom_features": {
+    description.update(
+        atom_features={
             "name": table.name,
             "feature_names": list(table.feature_names),
             "properties": list(table.properties),
         },
-        "training_params": _stored_training_params(estimator),
-        "fitted": fitted,
-        "versions": _library_versions(),
-        "card": card,
-    }
+        versions=_library_versions(),
+        card=card,
+    )
     path = Path(path)
     save_file(tensors, str(path), metadata={"skcrystal": json.dumps(description)})
     return path
@@ -189,6 +245,59 @@ def model_card(name_or_path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(metadata["skcrystal"])
 
 
+def _with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _build_network(description, tensors, table, path: Path, device: str) -> Any:
+    classes = _estimator_classes()
+    if description["estimator"] not in classes:
+        raise ValueError(f"{path}: unknown estimator {description['estimator']!r}")
+    # Files written before neighbor_rule existed store three settings: their graphs were
+    # all of the "nearest" rule.
+    cutoff, max_neighbors, _, neighbor_rule = [*description["graph_settings"], "nearest"][:4]
+    # Files written before "fitted" existed keep the target scaling at the top level.
+    fitted = description.get("fitted")
+    if fitted is None:
+        fitted = {key: description[key] for key in ("target_mean", "target_scale", "y_was_1d")}
+    training = _restored_training_params(description.get("training_params", {}), path)
+    cls = classes[description["estimator"]]
+    estimator = cls(**description["params"], **training, device=device)
+    builder = CrystalGraphTransformer(
+        cutoff, max_neighbors, atom_features=table, neighbor_rule=neighbor_rule
+    )
+    return estimator.restore(builder, tensors, **fitted)
+
+
+def _build(description, tensors, table, path: Path, device: str) -> Any:
+    from skcrystal.uncertainty import ConformalRegressor, EnsembleRegressor, LatentDistance
+
+    if description["estimator"] == "ConformalRegressor":
+        inner = _build(description["inner"], tensors, table, path, device)
+        conformal = ConformalRegressor(inner, prefit=True, **description["params"])
+        conformal.estimator_, conformal.method_ = inner, description["params"]["method"]
+        conformal.calibration_indices_ = None
+        conformal.scores_ = tensors[_CONFORMAL_SCORES].numpy()
+        if description["fitted"]["std_floor"] is not None:
+            conformal.std_floor_ = description["fitted"]["std_floor"]
+        return conformal
+    if description["estimator"] == "EnsembleRegressor":
+        members = [
+            _build_network(member, _with_prefix(tensors, f"members.{i}."), table, path, device)
+            for i, member in enumerate(description["members"])
+        ]
+        params = description["params"]
+        ensemble = EnsembleRegressor(clone(members[0]), **params)
+        ensemble.estimators_ = members
+        ensemble.seeds_ = np.array(description["fitted"]["seeds"])
+        ensemble.domain_ = [
+            LatentDistance(params["n_neighbors"]).fit(tensors[f"domain.{i}"].numpy())
+            for i in range(len(members))
+        ]
+        return ensemble
+    return _build_network(description, tensors, table, path, device)
+
+
 def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> Any:
     """Load a fitted estimator from a bundled name or a ``.safetensors`` path.
 
@@ -209,9 +318,6 @@ def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> Any:
     """
     path = _resolve(name_or_path)
     description = model_card(path)
-    classes = _estimator_classes()
-    if description["estimator"] not in classes:
-        raise ValueError(f"{path}: unknown estimator {description['estimator']!r}")
     tensors = load_file(str(path))
     table_info = description["atom_features"]
     table = AtomFeatureTable(
@@ -221,20 +327,7 @@ def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> Any:
         feature_names=tuple(table_info["feature_names"]),
         properties=tuple(table_info["properties"]),
     )
-    # Files written before neighbor_rule existed store three settings: their graphs were
-    # all of the "nearest" rule.
-    cutoff, max_neighbors, _, neighbor_rule = [*description["graph_settings"], "nearest"][:4]
-    # Files written before "fitted" existed keep the target scaling at the top level.
-    fitted = description.get("fitted")
-    if fitted is None:
-        fitted = {key: description[key] for key in ("target_mean", "target_scale", "y_was_1d")}
-    training = _restored_training_params(description.get("training_params", {}), path)
-    cls = classes[description["estimator"]]
-    estimator = cls(**description["params"], **training, device=device)
-    builder = CrystalGraphTransformer(
-        cutoff, max_neighbors, atom_features=table, neighbor_rule=neighbor_rule
-    )
-    return estimator.restore(builder, tensors, **fitted)
+    return _build(description, tensors, table, path, device)
 
 
 # --- the authors' CrysGNN teacher ---------------------------------------------------------

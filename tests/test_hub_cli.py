@@ -127,6 +127,53 @@ def test_cli_fits_alignn(tmp_path, mp_subset, capsys):
     assert loaded.graph_settings_[3] == "shell"
 
 
+def test_ensembles_and_conformal_models_save_and_load(mp_subset, tmp_path):
+    from skcrystal.uncertainty import ConformalRegressor, EnsembleRegressor
+
+    crystals, y = mp_subset.structure.tolist(), mp_subset.e_form.to_numpy()
+    member = CGCNNRegressor(max_epochs=2, n_conv=2, random_state=0)
+    ensemble = EnsembleRegressor(member, n_estimators=2, random_state=0)
+    conformal = ConformalRegressor(ensemble, calibration_fraction=0.3, method="domain")
+    conformal.set_params(random_state=0).fit(crystals[:200], y[:200])
+    path = save_model(conformal, tmp_path / "conf.safetensors", data="200 MP crystals")
+    restored = load_model(path)
+    new = crystals[200:230]
+    for got, expected in zip(
+        restored.predict_interval(new, coverage=0.8),
+        conformal.predict_interval(new, coverage=0.8),
+        strict=True,
+    ):
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
+    fitted = conformal.estimator_
+    np.testing.assert_allclose(
+        restored.estimator_.applicability(new), fitted.applicability(new), rtol=1e-5
+    )
+    card = model_card(path)
+    assert card["estimator"] == "ConformalRegressor" and card["params"]["method"] == "domain"
+    assert card["inner"]["members"][1]["params"]["n_conv"] == 2
+    single = save_model(fitted.estimators_[0], tmp_path / "one.safetensors")
+    assert type(load_model(single)).__name__ == "CGCNNRegressor"
+
+
+def test_cli_fits_a_calibrated_ensemble_and_predicts_intervals(tmp_path, mp_subset, capsys):
+    data = _csv_dataset(tmp_path, mp_subset, n=60)
+    model = tmp_path / "conf.safetensors"
+    assert main(["fit", "--data", str(data), "--epochs", "2", "--members", "2",
+                 "--calibrate", "0.3", "--out", str(model)]) == 0  # fmt: skip
+    assert "18 crystals held out for calibration (normalized)" in capsys.readouterr().out
+    table = tmp_path / "intervals.csv"
+    files = [str(tmp_path / f"c{i}.cif") for i in range(3)]
+    assert main(["predict", str(model), *files, "--interval", "0.8", "--csv", str(table)]) == 0
+    frame = pd.read_csv(table, index_col="file")
+    assert list(frame.columns) == ["prediction", "lower", "upper"]
+    assert (frame.lower < frame.prediction).all() and (frame.prediction < frame.upper).all()
+    assert main(["predict", "cgcnn-mp-formation-energy", files[0], "--interval", "0.9"]) == 1
+    assert "no calibration for intervals" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse's usage error
+        main(["predict", str(model), files[0], "--interval", "90"])
+    assert "expected a coverage between 0 and 1, got '90'" in capsys.readouterr().err
+
+
 def test_cli_refuses_what_cannot_work_in_one_line(tmp_path, mp_subset, capsys):
     data = _csv_dataset(tmp_path, mp_subset, n=5)
     cases = [

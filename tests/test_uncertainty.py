@@ -100,8 +100,12 @@ def test_conformal_refuses_what_it_cannot_calibrate(mp1200):
     with pytest.raises(ValueError, match="prefit=True needs a fitted estimator"):
         ConformalRegressor(small_cgcnn(), prefit=True).fit(graphs[:20], y[:20])
     model = small_cgcnn(max_epochs=1).fit(graphs[:50], y[:50])
-    with pytest.raises(ValueError, match='method="normalized" needs an estimator'):
+    with pytest.raises(ValueError, match="method='normalized' needs an estimator"):
         ConformalRegressor(model, prefit=True, method="normalized").fit(graphs[50:80], y[50:80])
+    with pytest.raises(ValueError, match="method='domain' needs an estimator"):
+        ConformalRegressor(model, prefit=True, method="domain").fit(graphs[50:80], y[50:80])
+    with pytest.raises(ValueError, match="method must be one of"):
+        ConformalRegressor(model, prefit=True, method="cqr").fit(graphs[50:80], y[50:80])
     with pytest.raises(ValueError, match="5 calibration crystals are too few"):
         ConformalRegressor(model, prefit=True).fit(graphs[50:55], y[50:55])
     with pytest.raises(ValueError, match="X has 10 crystals but y has 9 rows"):
@@ -179,6 +183,10 @@ def test_normalized_conformal_on_an_ensemble_adapts_its_widths(mp1200):
     width = upper - lower
     assert width.max() > 2 * width.min()  # wide where the members disagree
     assert plot_error_vs_std(ens, graphs[800:], y[800:]).axes[0].get_xlabel() == "ensemble std"
+    domain = ConformalRegressor(ens, prefit=True, method="domain").fit(graphs[400:800], y[400:800])
+    lower, upper = domain.predict_interval(graphs[800:])
+    assert 0.84 <= np.mean((lower <= y[800:]) & (y[800:] <= upper)) <= 0.96
+    assert not np.allclose(upper - lower, width)  # the distance reshapes the widths
 
 
 def test_domain_score_is_higher_for_oxides_when_training_saw_no_oxygen(mp1200):

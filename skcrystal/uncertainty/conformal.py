@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from skcrystal.graphs import CrystalGraphs
 
 #: The nonconformity scores of :class:`ConformalRegressor`.
-METHODS = ("auto", "absolute", "normalized")
+METHODS = ("auto", "absolute", "normalized", "domain")
 
 
 def _has_std(estimator: Any) -> bool:
@@ -84,11 +84,14 @@ class ConformalRegressor(RegressorMixin, BaseEstimator):
         False: :meth:`fit` trains a clone on ``1 - calibration_fraction`` of the crystals
         and calibrates on the rest (drawn at random with ``random_state``).
     calibration_fraction : float, default=0.2
-    method : {"auto", "absolute", "normalized"}, default="auto"
+    method : {"auto", "absolute", "normalized", "domain"}, default="auto"
         "absolute": scores ``|y - y_hat|``, intervals of one width. "normalized": scores
         ``|y - y_hat| / std``, intervals ``y_hat +- q std``; needs an estimator whose
-        ``predict`` takes ``return_std`` (an :class:`EnsembleRegressor`). "auto": the
-        latter when the estimator gives a std.
+        ``predict`` takes ``return_std`` (an :class:`EnsembleRegressor`). "domain":
+        scores ``|y - y_hat| / (std * a)`` with ``a`` the estimator's
+        ``applicability`` score, so that intervals also widen with the distance to the
+        training crystals (an :class:`EnsembleRegressor` again). "auto": "normalized"
+        when the estimator gives a std, else "absolute".
     coverage : float, default=0.9
         The default coverage of :meth:`predict_interval`.
     random_state : int, RandomState or None, default=None
@@ -97,7 +100,7 @@ class ConformalRegressor(RegressorMixin, BaseEstimator):
     ----------
     estimator_ : the fitted estimator
     method_ : str
-        "absolute" or "normalized".
+        The method used: "absolute", "normalized" or "domain".
     scores_ : ndarray of shape (n_calibration,) or (n_calibration, n_properties)
     calibration_indices_ : ndarray or None
         Rows of the ``X`` given to :meth:`fit` that calibrated (None with ``prefit``:
@@ -173,31 +176,47 @@ class ConformalRegressor(RegressorMixin, BaseEstimator):
             train, self.calibration_indices_ = np.sort(order[n_cal:]), np.sort(order[:n_cal])
             self.estimator_ = clone(self.estimator).fit(_take(X, train), y[train], **fit_params)
             X_cal, y_cal = _take(X, self.calibration_indices_), y[self.calibration_indices_]
-        has_std = _has_std(self.estimator_)
-        if self.method == "normalized" and not has_std:
-            raise ValueError(
-                f'method="normalized" needs an estimator whose predict gives a std (an '
-                f"EnsembleRegressor); {type(self.estimator_).__name__} gives none"
-            )
-        self.method_ = "normalized" if has_std and self.method != "absolute" else "absolute"
-        if self.method_ == "normalized":
+        self.method_ = self._resolve_method()
+        if self.method_ == "absolute":
+            predicted, scale = np.asarray(self.estimator_.predict(X_cal)), 1.0
+        else:
             predicted, std = self.estimator_.predict(X_cal, return_std=True)
             # members that agree exactly would give a zero width: no std counts as less
             # than a millionth of the calibration crystals' median std
             self.std_floor_ = 1e-6 * float(np.median(std)) or np.finfo(float).eps
-            scale = np.maximum(std, self.std_floor_)
-        else:
-            predicted, scale = np.asarray(self.estimator_.predict(X_cal)), 1.0
+            scale = self._scale(X_cal, std)
         residuals = np.abs(y_cal.reshape(predicted.shape) - predicted)
         self.scores_ = residuals / scale
         conformal_quantile(self.scores_, self.coverage)  # enough crystals for the default
         return self
 
+    def _resolve_method(self) -> str:
+        has_std = _has_std(self.estimator_)
+        name = type(self.estimator_).__name__
+        if self.method in ("normalized", "domain") and not has_std:
+            raise ValueError(
+                f"method={self.method!r} needs an estimator whose predict gives a std (an "
+                f"EnsembleRegressor); {name} gives none"
+            )
+        if self.method == "domain" and not hasattr(self.estimator_, "applicability"):
+            raise ValueError(f'method="domain" needs an applicability score; {name} has none')
+        if self.method == "auto":
+            return "normalized" if has_std else "absolute"
+        return self.method
+
+    def _scale(self, X: Any, std: np.ndarray) -> np.ndarray:
+        scale = np.maximum(std, self.std_floor_)
+        if self.method_ == "domain":
+            score = self.estimator_.applicability(X)
+            scale = scale * score.reshape(len(score), *[1] * (scale.ndim - 1))
+        return scale
+
     def _predict_with_scale(self, X: Any) -> tuple[np.ndarray, np.ndarray | float]:
+        """Point predictions and the per-crystal scale the scores are divided by."""
         if self.method_ == "absolute":
             return np.asarray(self.estimator_.predict(X)), 1.0
         mean, std = self.estimator_.predict(X, return_std=True)
-        return mean, np.maximum(std, self.std_floor_)
+        return mean, self._scale(X, std)
 
     def predict(self, X: Any) -> np.ndarray:
         """The estimator's point predictions."""

@@ -27,6 +27,7 @@ class LatentDistance(BaseEstimator):
 
     Attributes
     ----------
+    embeddings_ : ndarray of shape (n_training_crystals, width), float32
     neighbors_ : sklearn.neighbors.NearestNeighbors
     scale_ : float
         The median leave-one-out distance of the training embeddings.
@@ -46,16 +47,16 @@ class LatentDistance(BaseEstimator):
 
     def fit(self, embeddings: np.ndarray, y: None = None):
         """Remember the training embeddings, shape (n_crystals, width)."""
-        embeddings = check_array(embeddings, dtype=np.float64)
+        self.embeddings_ = check_array(embeddings, dtype=np.float32)
         k = self.n_neighbors
         if not isinstance(k, numbers.Integral) or k < 1:
             raise ValueError(f"n_neighbors must be a positive integer, got {k!r}")
-        if len(embeddings) <= k:
+        if len(self.embeddings_) <= k:
             raise ValueError(
                 f"LatentDistance(n_neighbors={k}) needs more than {k} training crystals, "
-                f"got {len(embeddings)}"
+                f"got {len(self.embeddings_)}"
             )
-        self.neighbors_ = NearestNeighbors(n_neighbors=k).fit(embeddings)
+        self.neighbors_ = NearestNeighbors(n_neighbors=k).fit(self.embeddings_)
         distances, _ = self.neighbors_.kneighbors()  # each crystal's k others
         self.scale_ = float(np.median(distances.mean(axis=1)))
         if self.scale_ == 0:
@@ -68,6 +69,6 @@ class LatentDistance(BaseEstimator):
     def score(self, embeddings: np.ndarray) -> np.ndarray:
         """The score of each row of ``embeddings`` (see the class docstring)."""
         check_is_fitted(self, "neighbors_")
-        embeddings = check_array(embeddings, dtype=np.float64)
+        embeddings = check_array(embeddings, dtype=np.float32)
         distances, _ = self.neighbors_.kneighbors(embeddings)
         return distances.mean(axis=1) / self.scale_
