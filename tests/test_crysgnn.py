@@ -250,6 +250,17 @@ def test_default_teacher_is_bundled_and_mismatched_graphs_are_refused(data):
         )
 
 
+def test_a_clone_of_a_regressor_that_loaded_its_teacher_loads_a_fitted_one(data):
+    """The loaded teacher is a cache, not a parameter: clones (cross-validation,
+    ensembles) must not carry an unfitted copy of it."""
+    reg = DistilledRegressor(**{**REG_FAST, "max_epochs": 1})
+    builder = reg.default_graph_builder()  # loads the bundled teacher
+    assert not any("teacher_cache" in name for name in reg.get_params())
+    twin = clone(reg)
+    assert repr(twin.default_graph_builder()) == repr(builder)
+    assert twin.fit(data[0][:20], data[1][:20]).teacher_width_ == 64
+
+
 def test_students_build_graphs_with_the_teachers_atom_features(data):
     """A teacher trained on the authors' table (as the 800K one) gets graphs built with it."""
     structures, y = data[0][:40], data[1][:40]

@@ -224,3 +224,22 @@ def test_mapie_calibrates_a_skcrystal_pipeline_on_structures(mp1200):
     # MAPIE's quantile of the same absolute residuals: the same intervals
     np.testing.assert_allclose(intervals[:, 0, 0], lower, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(intervals[:, 1, 0], upper, rtol=1e-4, atol=1e-4)
+
+
+def test_ensemble_of_distilled_alignn_trains_members_in_parallel(mp1200):
+    """Any regressor can be a member: here distilled ALIGNNs on their "shell" graphs,
+    trained in two joblib processes; the members' embeddings are the student's."""
+    from skcrystal import ALIGNNRegressor, DistilledRegressor
+
+    df, _, y = mp1200
+    tiny = {"alignn_layers": 1, "gcn_layers": 1, "hidden_features": 16, "embedding_features": 8}
+    student = DistilledRegressor(
+        student="alignn", student_params=tiny, max_epochs=1, early_stopping=False
+    )
+    ens = EnsembleRegressor(student, n_estimators=2, random_state=0, n_jobs=2)
+    ens.fit(df.structure[:60], y[:60])
+    assert [m.graph_settings_[3] for m in ens.estimators_] == ["shell", "shell"]
+    assert ens.estimators_[0].embed(df.structure[60:64]).shape == (4, 16)
+    assert np.isfinite(ens.applicability(df.structure[60:64])).all()
+    alignn = ALIGNNRegressor(**tiny, max_epochs=1, early_stopping=False, random_state=0)
+    assert alignn.fit(df.structure[:30], y[:30]).embed(df.structure[:3]).shape == (3, 16)

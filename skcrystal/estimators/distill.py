@@ -250,10 +250,10 @@ class DistilledRegressor(CrystalGraphRegressorBase):
 
     def _resolve_teacher(self):
         """The fitted teacher that ``teacher`` names, loaded once for that value."""
-        resolved = getattr(self, "_resolved_teacher", None)
+        resolved = getattr(self, "_teacher_cache_", None)
         if resolved is None or resolved[0] is not self.teacher:
             resolved = (self.teacher, self._load_teacher())
-            self._resolved_teacher = resolved
+            self._teacher_cache_ = resolved
         return resolved[1]
 
     def _load_teacher(self):
