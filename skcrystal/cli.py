@@ -128,6 +128,8 @@ def _expand_inputs(arguments: list[Path]) -> list[Path]:
 
 
 def _predict(args: argparse.Namespace) -> None:
+    import inspect
+
     import numpy as np
     from sklearn.base import is_regressor
 
@@ -146,7 +148,11 @@ def _predict(args: argparse.Namespace) -> None:
             "intervals; --interval needs a model saved from a ConformalRegressor "
             "(`skcrystal fit ... --calibrate 0.2`)"
         )
-    columns = {"prediction": model.predict(files)}
+    if "return_std" in inspect.signature(model.predict).parameters:  # an ensemble
+        mean, std = model.predict(files, return_std=True)
+        columns = {"prediction": mean, "std": std}
+    else:
+        columns = {"prediction": model.predict(files)}
     if args.interval is not None:
         columns["lower"], columns["upper"] = model.predict_interval(files, coverage=args.interval)
     frame = pd.concat(

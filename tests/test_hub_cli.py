@@ -167,6 +167,10 @@ def test_cli_fits_a_calibrated_ensemble_and_predicts_intervals(tmp_path, mp_subs
     frame = pd.read_csv(table, index_col="file")
     assert list(frame.columns) == ["prediction", "lower", "upper"]
     assert (frame.lower < frame.prediction).all() and (frame.prediction < frame.upper).all()
+    ensemble = tmp_path / "ens.safetensors"
+    save_model(load_model(model).estimator_, ensemble)
+    assert main(["predict", str(ensemble), *files, "--csv", str(table)]) == 0
+    assert list(pd.read_csv(table, index_col="file").columns) == ["prediction", "std"]
     assert main(["predict", "cgcnn-mp-formation-energy", files[0], "--interval", "0.9"]) == 1
     assert "no calibration for intervals" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse's usage error

@@ -165,6 +165,8 @@ def test_ensemble_in_a_pipeline_under_grid_search_and_with_bootstrap(mp1200):
     boot = EnsembleRegressor(small_cgcnn(max_epochs=2), n_estimators=2, bootstrap=True)
     boot.fit(df.structure[:160], y[:160], sample_weight=weights)
     assert boot.predict(df.structure[160:170]).shape == (10,)
+    with pytest.raises(TypeError, match="make the EnsembleRegressor its last step"):
+        EnsembleRegressor(pipe).fit(X, y[:160])
     with pytest.raises(ValueError, match="return_std needs an ensemble of at least 2"):
         EnsembleRegressor(small_cgcnn(max_epochs=1), n_estimators=1).fit(
             df.structure[:40], y[:40]

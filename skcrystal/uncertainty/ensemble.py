@@ -109,6 +109,12 @@ class EnsembleRegressor(RegressorMixin, BaseEstimator):
         ``fit_params`` (``validation_data``, ``sample_weight``...) go to every member's
         ``fit``; with ``bootstrap``, ``sample_weight`` follows the drawn crystals.
         """
+        if not hasattr(self.estimator, "default_graph_builder"):
+            raise TypeError(
+                f"EnsembleRegressor needs a skcrystal regressor, got "
+                f"{type(self.estimator).__name__}; to ensemble inside a Pipeline, make the "
+                "EnsembleRegressor its last step"
+            )
         if not isinstance(self.n_estimators, numbers.Integral) or self.n_estimators < 1:
             raise ValueError(f"n_estimators must be a positive integer, got {self.n_estimators!r}")
         graphs = self._graphs(X)
