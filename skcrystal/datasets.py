@@ -43,7 +43,9 @@ __all__ = [
     "load_matminer_dataset",
     "load_matminer_legacy",
     "load_mp_band_gap",
+    "load_mp_elasticity",
     "load_mp_formation_energy",
+    "load_mp_properties",
     "mp_split",
 ]
 
@@ -772,6 +774,175 @@ def load_mp_band_gap(
         rows.cache_key(f"mp_gap_pbe-{_source_key(source)}"),
         lambda: _load_mp(source, gap_file, rows, n_jobs, progress),
     )
+
+
+# The authors' MEGNet baseline repository: their multi-target id_prop.csv of the CGCNN
+# crystals and their elasticity set (SOURCES.md sections 7 and 8).
+_MEGNET_COMMIT = "4f3c76c6b99edcb41d52ae5e8ae9dc89956d33d1"
+
+
+def _megnet_repository(member: str, member_hash: str) -> _Remote:
+    return _Remote(
+        url=f"https://github.com/kdmsit/MEGNet/archive/{_MEGNET_COMMIT}.tar.gz",
+        fname=f"MEGNet-{_MEGNET_COMMIT}.tar.gz",
+        sha256=None,
+        member=f"MEGNet-{_MEGNET_COMMIT}/{member}",
+        member_hash=member_hash,
+    )
+
+
+_MP_PROPERTIES = _DataFile(
+    name="mp_cgcnn_multitarget/mp_cgcnn_multitarget_id_prop.csv.gz",
+    sha256="f3b11bf4834a3e296f58279a026b602e321b0affb59a18de24bac12fe7c8962f",
+    remote=_megnet_repository(
+        "data/id_prop.csv", "5784415c486e248880a2134fbad60e6619a09b28fdaf9a37793ac90546e0fdac"
+    ),
+)
+_MP_ELASTICITY = _DataFile(
+    name="mp_cgcnn_elasticity_3191.tar.xz",
+    sha256="6ec8a9bdc6108171103f48deb9bdd14452cb816c605b50138d7de29aa1294e49",
+    remote=_megnet_repository(
+        "data_elasticity", "df60f2f6414a159804f05a0e6c30be20c0e244ff02f41fda5ef879a9bda5b8b5"
+    ),
+)
+#: The columns of the multi-target file, in its order (it has no header).
+MP_PROPERTIES = ("e_form", "band_gap", "efermi", "volume", "total_magnetization")
+
+
+def load_mp_properties(
+    *,
+    data_home: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    sample: int | None = None,
+    random_state: int | np.random.RandomState | None = None,
+    split: str | None = None,
+    n_jobs: int | None = None,
+    download: bool = True,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Load the 36,737 CGCNN Materials Project crystals with the five MP properties the
+    CrysXPP authors used (their Table 2).
+
+    The structures and rows of :func:`load_mp_formation_energy` (so ``limit``,
+    ``sample``, ``split`` and the parse cache are the same), joined on ``cif_id`` with
+    the authors' multi-target ``id_prop.csv`` of the same crystals and MP snapshot
+    (``mp_cgcnn_multitarget/mp_cgcnn_multitarget_id_prop.csv.gz`` in the data home, else
+    ``data/id_prop.csv`` of GitHub kdmsit/MEGNet at commit ``4f3c76c6``). No crystal is
+    dropped: the two crystals whose Fermi energy the file gives as ``None`` have
+    ``efermi`` NaN (drop them for that target: ``df.dropna(subset=["efermi"])``).
+
+    Parameters
+    ----------
+    data_home, limit, sample, random_state, split, n_jobs, download, progress
+        As for :func:`load_mp_formation_energy`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``cif_id``, with ``structure``, ``mp_id``, ``e_form`` (eV/atom),
+        ``band_gap`` (eV, MP's PBE gap of that snapshot), ``efermi`` (eV),
+        ``total_magnetization`` (Bohr magnetons per cell) and ``volume`` (Å³, the CIF
+        cell's).
+
+    Examples
+    --------
+    >>> from skcrystal.datasets import load_mp_properties
+    >>> df = load_mp_properties(limit=3)
+    >>> df.columns.tolist()
+    ['structure', 'mp_id', 'e_form', 'band_gap', 'efermi', 'total_magnetization', 'volume']
+    >>> round(float(df.loc["1", "band_gap"]), 4), round(float(df.loc["1", "efermi"]), 3)
+    (1.8555, 1.983)
+    """
+    crystals = load_mp_formation_energy(
+        data_home=data_home,
+        limit=limit,
+        sample=sample,
+        random_state=random_state,
+        split=split,
+        n_jobs=n_jobs,
+        download=download,
+        progress=progress,
+    )
+    path = _locate(_MP_PROPERTIES, data_home, download)
+    targets = pd.read_csv(
+        path,
+        header=None,
+        names=["cif_id", *MP_PROPERTIES],
+        index_col="cif_id",
+        dtype={"cif_id": str},
+        na_values=["None"],
+    )
+    missing = crystals.index.difference(targets.index)
+    if len(missing):
+        raise ValueError(f"{path}: no properties for cif_id {missing[0]!r} ({len(missing)} ids)")
+    joined = targets.loc[crystals.index]
+    if not np.allclose(joined["e_form"], crystals["e_form"], rtol=0, atol=1e-6):
+        raise ValueError(f"{path}: e_form differs from the CGCNN set's; not the published file")
+    columns = ["e_form", "band_gap", "efermi", "total_magnetization", "volume"]
+    return pd.concat([crystals[["structure", "mp_id"]], joined[columns]], axis=1)
+
+
+def load_mp_elasticity(
+    *,
+    data_home: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    sample: int | None = None,
+    random_state: int | np.random.RandomState | None = None,
+    n_jobs: int | None = None,
+    download: bool = True,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Load the CrysXPP paper's 3,191 Materials Project crystals with elastic moduli.
+
+    Bulk and shear moduli (Voigt-Reuss-Hill averages, whole GPa) and Poisson ratio, in
+    the CGCNN layout (``mp_cgcnn_elasticity_3191.tar.xz`` in the data home, else the
+    folder ``data_elasticity/`` of GitHub kdmsit/MEGNet at commit ``4f3c76c6``). 3,184
+    of the crystals are also in :func:`load_mp_formation_energy` (same CIFs).
+
+    **Units.** The moduli are returned in GPa, as published (K 4-401, G 2-383). CGCNN,
+    CrysXPP and Matbench regress ``log10`` of them (their spread covers two orders of
+    magnitude, and errors are relative): fit ``np.log10(df.K_VRH)`` and report MAE in
+    log10(GPa), as ``benchmarks/`` does. The Poisson ratio (-0.12 to 0.47) is used as it is.
+
+    Parameters
+    ----------
+    data_home, limit, sample, random_state, n_jobs, download, progress
+        As for :func:`load_mp_formation_energy` (no fixed split is defined here:
+        :func:`benchmark_split` of ``len(df)`` gives the 20/10/70 one).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``cif_id``, with ``structure``, ``mp_id``, ``K_VRH`` and ``G_VRH``
+        (GPa) and ``poisson_ratio``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skcrystal.datasets import load_mp_elasticity
+    >>> df = load_mp_elasticity(limit=2)
+    >>> df.columns.tolist()
+    ['structure', 'mp_id', 'K_VRH', 'G_VRH', 'poisson_ratio']
+    >>> df.loc["0", "mp_id"], float(df.loc["0", "K_VRH"]), round(float(np.log10(131.0)), 3)
+    ('mp-10000', 131.0, 2.117)
+    """
+    source = _locate(_MP_ELASTICITY, data_home, download)
+    table = load_cgcnn_folder(
+        source,
+        n_jobs=n_jobs,
+        limit=limit,
+        sample=sample,
+        random_state=random_state,
+        progress=progress,
+    ).rename(columns={"target_0": "K_VRH", "target_1": "G_VRH", "target_2": "poisson_ratio"})
+    ids = pd.read_csv(
+        io.StringIO(_file_reader(source)("material_id_hash.csv")),
+        header=None,
+        index_col=0,
+        dtype=str,
+    ).iloc[:, 0]
+    table.insert(1, "mp_id", ids.reindex(table.index))
+    return table
 
 
 def mp_split(

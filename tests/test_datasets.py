@@ -363,6 +363,59 @@ def test_mp_formation_energy_full_set(data_home):
     assert data["e_form"].mean() == pytest.approx(-1.5495, abs=1e-3)
 
 
+@pytest.mark.slow
+def test_mp_properties_full_set(data_home):
+    """Every CGCNN crystal gets the five targets; only the two 'None' Fermi energies are NaN."""
+    data = datasets.load_mp_properties(n_jobs=-1)
+    assert len(data) == N_MP
+    assert data.index.equals(load_mp_formation_energy().index)
+    assert data["efermi"].isna().sum() == 2
+    others = ["e_form", "band_gap", "total_magnetization", "volume"]
+    assert data[others].notna().all().all()
+    assert (data["band_gap"] >= 0).all() and (data["total_magnetization"] >= 0).all()
+    volumes = [s.volume for s in data["structure"].iloc[:50]]
+    np.testing.assert_allclose(volumes, data["volume"].iloc[:50], rtol=1e-4)
+
+
+def test_mp_properties_subsets_and_checks(data_home, tmp_path):
+    test_rows = datasets.load_mp_properties(split="test", sample=5, random_state=0)
+    assert test_rows.index.equals(
+        load_mp_formation_energy(split="test", sample=5, random_state=0).index
+    )
+    home = tmp_path / "home"
+    (home / "mp_cgcnn_multitarget").mkdir(parents=True)
+    (home / datasets._MP_CGCNN.name).symlink_to(data_home / datasets._MP_CGCNN.name)
+    (home / datasets._MP_PROPERTIES.name).write_bytes(gzip.compress(b"0,1,2,3,4,5\n"))
+    with pytest.raises(ValueError, match="Checksum mismatch"):
+        datasets.load_mp_properties(data_home=home, limit=2, download=False)
+
+
+def test_mp_elasticity(data_home):
+    data = datasets.load_mp_elasticity(n_jobs=2)
+    assert len(data) == 3191 and data["mp_id"].notna().all()
+    assert data["K_VRH"].between(4, 401).all() and data["G_VRH"].between(2, 383).all()
+    assert data["poisson_ratio"].between(-0.12, 0.47).all()
+    in_mp = data["mp_id"].isin(load_mp_formation_energy(n_jobs=-1)["mp_id"])
+    assert in_mp.sum() == 3184
+
+
+def test_published_originals_of_the_megnet_repository_files(data_home):
+    """The remote members' hashes are those of the staged files (the CSV ungzipped; the
+    elasticity folder's manifest read from the tar as _folder_manifest computes it)."""
+    raw = gzip.decompress((data_home / datasets._MP_PROPERTIES.name).read_bytes())
+    assert hashlib.sha256(raw).hexdigest() == datasets._MP_PROPERTIES.remote.member_hash
+    with tarfile.open(data_home / datasets._MP_ELASTICITY.name) as tar:
+        lines = sorted(
+            f"{member.name.split('/', 1)[1]}\t"
+            f"{hashlib.sha256(tar.extractfile(member).read()).hexdigest()}\n"
+            for member in tar
+            if member.isfile()
+        )
+    assert len(lines) == 3191 + 3
+    manifest = hashlib.sha256("".join(lines).encode()).hexdigest()
+    assert manifest == datasets._MP_ELASTICITY.remote.member_hash
+
+
 @pytest.mark.parametrize(
     ("name", "rows"),
     [("dielectric_constant", 1056), ("piezoelectric_tensor", 941), ("flla_2015", 3938)],
