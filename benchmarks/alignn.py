@@ -203,7 +203,7 @@ def accuracy(args: argparse.Namespace) -> None:
     load = load_mp_formation_energy if args.target == "e_form" else load_mp_band_gap
     df = load(n_jobs=args.jobs)
     y = df[args.target].to_numpy()
-    graphs = CrystalGraphTransformer(neighbor_rule="shell").transform(df.structure)
+    graphs = CrystalGraphTransformer(neighbor_rule=args.neighbor_rule).transform(df.structure)
     train, valid, test = benchmark_split(len(df), seed=0, train_fraction=0.2)
     size = dict(
         alignn_layers=args.layers[0], gcn_layers=args.layers[1], hidden_features=args.hidden
@@ -242,6 +242,7 @@ def accuracy(args: argparse.Namespace) -> None:
     name = "distilled ALIGNN" if args.distil else "ALIGNN"
     row = {
         "model": f"{name} {args.layers[0]}+{args.layers[1]}, {args.hidden}",
+        "graphs": f'"{args.neighbor_rule}"',
         "train / valid / test": f"{len(train)} / {len(valid)} / {len(test)}",
         "epochs (best)": f"{reg.n_epochs_} ({reg.best_epoch_})",
         "test MAE": float(np.abs(predicted - y[test]).mean()),
@@ -252,6 +253,8 @@ def accuracy(args: argparse.Namespace) -> None:
         "test graphs/s": round(len(test) / predict_time),
     }
     tag = f"{'distilled_' if args.distil else ''}{args.layers[0]}{args.layers[1]}_{args.hidden}"
+    if args.neighbor_rule != "shell":
+        tag += f"_{args.neighbor_rule}"
     body = (
         f"`python benchmarks/alignn.py {' '.join(sys.argv[1:])}` on {machine(args.device)}."
         f"\n\n{markdown_table([row])}\n\nAdamW, one-cycle to lr {args.lr} per batch, weight "
@@ -281,6 +284,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="accuracy: epochs (default: the budget's)")
     parser.add_argument("--budget", type=float, default=30, help="accuracy: minutes")
     parser.add_argument("--distil", action="store_true")
+    parser.add_argument(
+        "--neighbor-rule", choices=["shell", "nearest"], default="shell", help="accuracy: graphs"
+    )
     parser.add_argument(
         "--plain-malloc", action="store_true", help="without keep_freed_memory() (CPU)"
     )
