@@ -161,6 +161,11 @@ def test_ensemble_in_a_pipeline_under_grid_search_and_with_bootstrap(mp1200):
     search = GridSearchCV(pipe, {"reg__bootstrap": [False, True]}, cv=2, error_score="raise")
     search.fit(X, y[:160])
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    conf = ConformalRegressor(search.best_estimator_, prefit=True).fit(
+        df.structure[160:200], y[160:200]
+    )
+    assert conf.method_ == "normalized"  # the pipeline's last step gives a std
+    assert conf.predict_interval(df.structure[200:203])[0].shape == (3,)
     weights = np.ones(160)
     boot = EnsembleRegressor(small_cgcnn(max_epochs=2), n_estimators=2, bootstrap=True)
     boot.fit(df.structure[:160], y[:160], sample_weight=weights)

@@ -20,6 +20,10 @@ METHODS = ("auto", "absolute", "normalized", "domain")
 
 
 def _has_std(estimator: Any) -> bool:
+    """Whether ``estimator.predict`` takes ``return_std`` (a Pipeline passes it on to its
+    last step)."""
+    if hasattr(estimator, "steps"):
+        estimator = estimator.steps[-1][1]
     return "return_std" in inspect.signature(estimator.predict).parameters
 
 
