@@ -6,6 +6,8 @@ Examples
 ``skcrystal predict MODEL a.cif b.vasp folder/ 'data/**/*.cif' [--interval 0.9] [--csv out.csv]``
 ``skcrystal models``                list the bundled models
 ``skcrystal fit --data DIR_OR_CSV --model cgcnn|crysxpp|distilled|alignn --out model.safetensors``
+                                    (``--members 3 --calibrate 0.2``: an ensemble with
+                                    conformal intervals, for ``predict --interval``)
 ``skcrystal pretrain --data DIR_OR_CSV --model crysae|crysgnn --out encoder.safetensors``
 ``skcrystal explain MODEL``          importance of each element property (CrysXPP models)
 
