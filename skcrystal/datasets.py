@@ -601,6 +601,12 @@ def _read_megnet_targets(path: Path) -> pd.Series:
     )
 
 
+def _read_mp_ids(read: Callable[[str], str]) -> pd.Series:
+    """The ``mp_id`` of each ``cif_id``, from a CGCNN folder's ``material_id_hash.csv``."""
+    text = io.StringIO(read("material_id_hash.csv"))
+    return pd.read_csv(text, header=None, index_col=0, dtype=str).iloc[:, 0]
+
+
 def _mp_table(read: Callable[[str], str], limit: int | None, gap_file: Path | None) -> pd.DataFrame:
     """The rows of the MP set with their ``mp_id``, before any CIF is parsed.
 
@@ -608,9 +614,7 @@ def _mp_table(read: Callable[[str], str], limit: int | None, gap_file: Path | No
     rows with a gap in that file are kept (after taking the first ``limit``).
     """
     table = _read_id_prop(read("id_prop.csv"), limit).rename(columns={"target": "e_form"})
-    id_hash = io.StringIO(read("material_id_hash.csv"))
-    mp_ids = pd.read_csv(id_hash, header=None, index_col=0, dtype=str).iloc[:, 0]
-    table["mp_id"] = mp_ids.reindex(table.index)
+    table["mp_id"] = _read_mp_ids(read).reindex(table.index)
     if gap_file is None:
         return table
     table = table.drop(columns="e_form")
@@ -935,13 +939,7 @@ def load_mp_elasticity(
         random_state=random_state,
         progress=progress,
     ).rename(columns={"target_0": "K_VRH", "target_1": "G_VRH", "target_2": "poisson_ratio"})
-    ids = pd.read_csv(
-        io.StringIO(_file_reader(source)("material_id_hash.csv")),
-        header=None,
-        index_col=0,
-        dtype=str,
-    ).iloc[:, 0]
-    table.insert(1, "mp_id", ids.reindex(table.index))
+    table.insert(1, "mp_id", _read_mp_ids(_file_reader(source)).reindex(table.index))
     return table
 
 

@@ -404,13 +404,7 @@ def test_published_originals_of_the_megnet_repository_files(data_home):
     elasticity folder's manifest read from the tar as _folder_manifest computes it)."""
     raw = gzip.decompress((data_home / datasets._MP_PROPERTIES.name).read_bytes())
     assert hashlib.sha256(raw).hexdigest() == datasets._MP_PROPERTIES.remote.member_hash
-    with tarfile.open(data_home / datasets._MP_ELASTICITY.name) as tar:
-        lines = sorted(
-            f"{member.name.split('/', 1)[1]}\t"
-            f"{hashlib.sha256(tar.extractfile(member).read()).hexdigest()}\n"
-            for member in tar
-            if member.isfile()
-        )
+    lines = _manifest_lines(data_home / datasets._MP_ELASTICITY.name)
     assert len(lines) == 3191 + 3
     manifest = hashlib.sha256("".join(lines).encode()).hexdigest()
     assert manifest == datasets._MP_ELASTICITY.remote.member_hash
@@ -501,15 +495,20 @@ def test_folder_manifest(tmp_path):
         datasets._check_manifest(tmp_path, manifest)
 
 
-def test_manifest_of_staged_archive_matches_the_published_folder(data_home):
-    # Same lines as _folder_manifest (checked above), read from the tar without extracting.
-    with tarfile.open(data_home / datasets._MP_CGCNN.name) as tar:
-        lines = sorted(
+def _manifest_lines(archive):
+    """The lines _folder_manifest (checked above) hashes for the archive's root folder,
+    read from the tar without extracting."""
+    with tarfile.open(archive) as tar:
+        return sorted(
             f"{member.name.split('/', 1)[1]}\t"
             f"{hashlib.sha256(tar.extractfile(member).read()).hexdigest()}\n"
             for member in tar
             if member.isfile()
         )
+
+
+def test_manifest_of_staged_archive_matches_the_published_folder(data_home):
+    lines = _manifest_lines(data_home / datasets._MP_CGCNN.name)
     assert len(lines) == N_MP + 3  # CIFs, id_prop.csv, atom_init.json, material_id_hash.csv
     manifest = hashlib.sha256("".join(lines).encode()).hexdigest()
     assert manifest == datasets._MP_CGCNN.remote.member_hash

@@ -96,13 +96,6 @@ class EnsembleRegressor(RegressorMixin, BaseEstimator):
         tags.target_tags.multi_output = True
         return tags
 
-    def _graphs(self, X: Any, builder=None) -> CrystalGraphs:
-        if isinstance(X, CrystalGraphs):
-            return X
-        if builder is None:
-            builder = clone(self.estimator.graph_builder or self.estimator.default_graph_builder())
-        return builder.transform(X)
-
     def fit(self, X: Any, y: Any, **fit_params):
         """Fit every member on crystals ``X`` and targets ``y``.
 
@@ -117,7 +110,7 @@ class EnsembleRegressor(RegressorMixin, BaseEstimator):
             )
         if not isinstance(self.n_estimators, numbers.Integral) or self.n_estimators < 1:
             raise ValueError(f"n_estimators must be a positive integer, got {self.n_estimators!r}")
-        graphs = self._graphs(X)
+        graphs = self.estimator._to_graphs(X)  # built once, by the members' graph builder
         if len(graphs) != len(y):
             raise ValueError(f"X has {len(graphs)} crystals but y has {len(y)} rows")
         rng = check_random_state(self.random_state)
@@ -139,7 +132,7 @@ class EnsembleRegressor(RegressorMixin, BaseEstimator):
 
     def _member_graphs(self, X: Any) -> CrystalGraphs:
         check_is_fitted(self, "estimators_")
-        return self._graphs(X, self.estimators_[0].graph_builder_)
+        return self.estimators_[0]._to_graphs(X)
 
     def predict(self, X: Any, return_std: bool = False):
         """The members' mean prediction and, with ``return_std``, their standard

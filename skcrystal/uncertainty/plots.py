@@ -33,7 +33,7 @@ def calibration_curve(conformal: Any, X: Any, y: Any, coverages: Any = COVERAGES
     for coverage in coverages:
         half = conformal_quantile(conformal.scores_, float(coverage)) * scale
         observed.append(float(np.mean(np.abs(y - predicted) <= half)))
-        width.append(float(np.mean(2 * half * np.ones_like(predicted))))
+        width.append(float(np.mean(2 * half)))  # per crystal, or one width for all
     return coverages, np.array(observed), np.array(width)
 
 
