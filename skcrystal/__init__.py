@@ -2,18 +2,22 @@
 
 from importlib import import_module
 
-from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
+from skcrystal.graphs import CompositionTransformer, CrystalGraphs, CrystalGraphTransformer
 
 __all__ = [
     "ALIGNNRegressor",
     "CGCNNRegressor",
+    "CompositionTransformer",
     "CrysAEPretrainer",
     "CrysGNNPretrainer",
     "CrysXPPRegressor",
     "CrystalGraphTransformer",
     "CrystalGraphs",
     "DistilledRegressor",
+    "ElemNetRegressor",
+    "GATGNNRegressor",
     "GraphNetworkRegressor",
+    "MEGNetRegressor",
 ]
 __version__ = "0.1.0.dev0"
 
@@ -26,7 +30,10 @@ _ESTIMATORS = {
     "CrysGNNPretrainer",
     "CrysXPPRegressor",
     "DistilledRegressor",
+    "ElemNetRegressor",
+    "GATGNNRegressor",
     "GraphNetworkRegressor",
+    "MEGNetRegressor",
 }
 
 

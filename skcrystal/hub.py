@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from skcrystal.graphs import CrystalGraphTransformer
 from skcrystal.graphs.atom_features import AtomFeatureTable
+from skcrystal.graphs.composition import COMPOSITION_RULE, CompositionTransformer
 
 BUNDLED = Path(__file__).parent / "weights"
 _TABLE_PREFIX = "atom_features."
@@ -263,9 +264,12 @@ def _build_network(description, tensors, table, path: Path, device: str) -> Any:
     training = _restored_training_params(description.get("training_params", {}), path)
     cls = classes[description["estimator"]]
     estimator = cls(**description["params"], **training, device=device)
-    builder = CrystalGraphTransformer(
-        cutoff, max_neighbors, atom_features=table, neighbor_rule=neighbor_rule
-    )
+    if neighbor_rule == COMPOSITION_RULE:
+        builder = CompositionTransformer(atom_features=table)
+    else:
+        builder = CrystalGraphTransformer(
+            cutoff, max_neighbors, atom_features=table, neighbor_rule=neighbor_rule
+        )
     return estimator.restore(builder, tensors, **fitted)
 
 

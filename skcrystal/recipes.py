@@ -143,6 +143,34 @@ RECIPES: dict[str, dict[str, Any]] = {
         "early_stopping": False,
         "batch_size": 64,
     },
+    # Louis et al.'s GATGNN (superlouis/GATGNN@3d3bad9 train.py): AdamW, lr 5e-3, weight
+    # decay 0.1, batch 256, 200 epochs, lr x0.3 at epoch 150 (their second milestone,
+    # 250, never comes), smooth L1 loss, the best validation epoch kept (patience 150).
+    "gatgnn-authors": {
+        "optimizer": torch.optim.AdamW,
+        "criterion": torch.nn.SmoothL1Loss,
+        "lr": 5e-3,
+        "lr_schedule": LRScheduler("MultiStepLR", milestones=[150], gamma=0.3),
+        "warmup_epochs": 0,
+        "weight_decay": 0.1,
+        "max_epochs": 200,
+        "n_iter_no_change": 150,
+        "batch_size": 256,
+    },
+    # Chen et al.'s MEGNet (materialsvirtuallab/megnet@f370576, models/base.py and the
+    # README): Adam, lr 1e-3, constant, batch 128, 1000 epochs, patience 500, the best
+    # validation epoch kept. Its gradient clipping (Keras clipnorm=3, per tensor) is not
+    # reproduced.
+    "megnet-authors": {
+        "optimizer": torch.optim.Adam,
+        "lr": 1e-3,
+        "lr_schedule": "constant",
+        "warmup_epochs": 0,
+        "weight_decay": 0.0,
+        "max_epochs": 1000,
+        "n_iter_no_change": 500,
+        "batch_size": 128,
+    },
     # skcrystal 0.1's defaults, for comparison.
     "skcrystal-0.1": {
         "optimizer": torch.optim.Adam,
@@ -162,11 +190,16 @@ def recipe(name: str) -> dict[str, Any]:
 
     Parameters
     ----------
-    name : {"cgcnn-authors", "alignn-authors", "skcrystal-0.1"}
+    name : {"cgcnn-authors", "alignn-authors", "gatgnn-authors", "megnet-authors", \
+"skcrystal-0.1"}
         "cgcnn-authors": the CGCNN authors' code (SGD 0.01, momentum 0.9, step decay x0.1
         at epoch 100, 300 epochs, batch 256, best validation epoch kept);
         "alignn-authors": the ALIGNN paper's (AdamW, one-cycle to 1e-3 per batch, weight
         decay 1e-5, batch 64, 300 epochs, all crystals trained on, last epoch kept);
+        "gatgnn-authors": the GATGNN code's (AdamW 5e-3, weight decay 0.1, batch 256,
+        200 epochs, lr x0.3 at epoch 150, smooth L1 loss, best validation epoch kept);
+        "megnet-authors": the original MEGNet package's (Adam 1e-3, constant, batch 128,
+        1,000 epochs, patience 500, best validation epoch kept);
         "skcrystal-0.1": this library's defaults before 0.2 (Adam 1e-3, constant, 100
         epochs, patience 20, batch 128).
 

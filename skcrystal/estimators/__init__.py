@@ -4,6 +4,9 @@ from skcrystal.estimators.alignn import ALIGNNRegressor
 from skcrystal.estimators.crysgnn import CrysGNNPretrainer
 from skcrystal.estimators.crysxpp import CrysXPPRegressor
 from skcrystal.estimators.distill import DistilledRegressor
+from skcrystal.estimators.elemnet import ElemNetRegressor
+from skcrystal.estimators.gatgnn import GATGNNRegressor
+from skcrystal.estimators.megnet import MEGNetRegressor
 from skcrystal.estimators.network import GraphNetworkRegressor
 from skcrystal.estimators.pretrainers import CrysAEPretrainer
 from skcrystal.estimators.regressors import CGCNNRegressor
@@ -15,5 +18,8 @@ __all__ = [
     "CrysGNNPretrainer",
     "CrysXPPRegressor",
     "DistilledRegressor",
+    "ElemNetRegressor",
+    "GATGNNRegressor",
     "GraphNetworkRegressor",
+    "MEGNetRegressor",
 ]

@@ -313,7 +313,8 @@ class CrystalGraphNet(NeuralNet):
 
     # --- inputs ------------------------------------------------------------------------------
     #: The neighbour rule of :meth:`default_graph_builder` (see
-    #: :class:`~skcrystal.CrystalGraphTransformer`).
+    #: :class:`~skcrystal.CrystalGraphTransformer`), and of the student's graphs when the
+    #: network is distilled (the teacher's graph settings otherwise).
     default_neighbor_rule: str = "nearest"
 
     def default_graph_builder(self) -> CrystalGraphTransformer:
@@ -355,14 +356,18 @@ class CrystalGraphNet(NeuralNet):
             self.graph_settings_ = graphs.settings
             self.n_atom_features_ = graphs.atom_features.n_features
             if self.graph_builder is None:  # graphs built elsewhere: crystals given later
-                self.graph_builder_.set_params(  # are built with the same settings
-                    cutoff=graphs.cutoff,
-                    max_neighbors=graphs.max_neighbors,
-                    atom_features=graphs.atom_features,
-                    neighbor_rule=graphs.neighbor_rule,
-                )
+                self._adopt_graph_settings(graphs)  # are built with the same settings
         self._check_settings(graphs)
         return graphs
+
+    def _adopt_graph_settings(self, graphs: CrystalGraphs) -> None:
+        """Make ``graph_builder_`` build graphs as ``graphs`` were built."""
+        self.graph_builder_.set_params(
+            cutoff=graphs.cutoff,
+            max_neighbors=graphs.max_neighbors,
+            atom_features=graphs.atom_features,
+            neighbor_rule=graphs.neighbor_rule,
+        )
 
     def _fit_datasets(
         self, train: CrystalGraphDataset, valid: CrystalGraphDataset | None, **fit_params

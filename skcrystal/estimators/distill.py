@@ -21,6 +21,8 @@ from skcrystal.estimators.base import CrystalGraphRegressorBase
 from skcrystal.estimators.crysgnn import CrysGNNPretrainer
 from skcrystal.estimators.crysxpp import CrysXPPRegressor
 from skcrystal.estimators.data import CrystalGraphDataset
+from skcrystal.estimators.gatgnn import GATGNNRegressor
+from skcrystal.estimators.megnet import MEGNetRegressor
 from skcrystal.estimators.network import GraphNetworkRegressor
 from skcrystal.estimators.regressors import CGCNNRegressor
 from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
@@ -39,6 +41,8 @@ STUDENTS: dict[str, type[CrystalGraphRegressorBase]] = {
     "cgcnn": CGCNNRegressor,
     "crysxpp": CrysXPPRegressor,
     "alignn": ALIGNNRegressor,
+    "gatgnn": GATGNNRegressor,
+    "megnet": MEGNetRegressor,
 }
 
 
@@ -135,8 +139,8 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         teacher bundled with the package (offline). Shared, not copied, by
         :func:`sklearn.base.clone`.
     student : str or network class, default="cgcnn"
-        A name in :data:`STUDENTS` ("cgcnn", "crysxpp", "alignn", or one added with
-        :func:`register_student`), or a torch module class that follows
+        A name in :data:`STUDENTS` ("cgcnn", "crysxpp", "alignn", "gatgnn", "megnet", or
+        one added with :func:`register_student`), or a torch module class that follows
         :mod:`skcrystal.nn.protocol` (trained as by
         :class:`~skcrystal.estimators.GraphNetworkRegressor`).
     student_params : dict, optional

@@ -6,11 +6,13 @@ from skcrystal.graphs.atom_features import (
     cgcnn_authors_atom_features,
 )
 from skcrystal.graphs.build import StructureWarning
+from skcrystal.graphs.composition import CompositionTransformer
 from skcrystal.graphs.container import CrystalGraphs
 from skcrystal.graphs.transformer import CrystalGraphTransformer
 
 __all__ = [
     "AtomFeatureTable",
+    "CompositionTransformer",
     "CrystalGraphTransformer",
     "CrystalGraphs",
     "StructureWarning",

@@ -104,6 +104,7 @@ import numpy as np
 __all__ = [
     "TABLE_NAMES",
     "AtomFeatureTable",
+    "atomic_number_features",
     "cgcnn_atom_features",
     "cgcnn_authors_atom_features",
     "get_atom_feature_table",
@@ -647,8 +648,49 @@ def cgcnn_authors_atom_features() -> AtomFeatureTable:
     )
 
 
+#: Largest atomic number of :func:`atomic_number_features` (Pu, as MEGNet's 95-entry
+#: element embedding).
+ATOMIC_NUMBER_MAX_Z = 94
+
+
+@functools.cache
+def atomic_number_features() -> AtomFeatureTable:
+    """One column per element, H to Pu: the atomic number one-hot encoded.
+
+    A linear layer without bias on these vectors is an element embedding (a lookup by
+    atomic number), as MEGNet's (Chen et al., 2019); a disordered site gets the
+    occupancy-weighted sum of its elements' embeddings.
+
+    Returns
+    -------
+    AtomFeatureTable
+        Named ``"atomic-number"``; 94 features, known for Z = 1-94.
+
+    Examples
+    --------
+    >>> table = atomic_number_features()
+    >>> table.n_features, int(table.lookup([8])[0].argmax()), table.feature_names[7]
+    (94, 7, 'Z=8')
+    """
+    values = np.zeros((ATOMIC_NUMBER_MAX_Z + 1, ATOMIC_NUMBER_MAX_Z), dtype=np.float32)
+    values[np.arange(1, ATOMIC_NUMBER_MAX_Z + 1), np.arange(ATOMIC_NUMBER_MAX_Z)] = 1.0
+    known = np.arange(ATOMIC_NUMBER_MAX_Z + 1) > 0
+    names = tuple(f"Z={z}" for z in range(1, ATOMIC_NUMBER_MAX_Z + 1))
+    return AtomFeatureTable(
+        name="atomic-number",
+        values=values,
+        known=known,
+        feature_names=names,
+        properties=("atomic_number",) * ATOMIC_NUMBER_MAX_Z,
+    )
+
+
 #: Tables available by name, for ``atom_features=``.
-TABLE_NAMES = {"cgcnn": cgcnn_atom_features, "cgcnn-authors": cgcnn_authors_atom_features}
+TABLE_NAMES = {
+    "cgcnn": cgcnn_atom_features,
+    "cgcnn-authors": cgcnn_authors_atom_features,
+    "atomic-number": atomic_number_features,
+}
 
 
 def get_atom_feature_table(spec: Any) -> AtomFeatureTable:
@@ -656,12 +698,13 @@ def get_atom_feature_table(spec: Any) -> AtomFeatureTable:
 
     Parameters
     ----------
-    spec : {"cgcnn", "cgcnn-authors"}, AtomFeatureTable, path-like or mapping
+    spec : {"cgcnn", "cgcnn-authors", "atomic-number"}, AtomFeatureTable, path-like or mapping
         ``"cgcnn"`` for :func:`cgcnn_atom_features` (rebuilt from element data),
         ``"cgcnn-authors"`` for :func:`cgcnn_authors_atom_features` (the authors' own
-        ``atom_init.json``); a table is returned as is; a path to
-        a CGCNN ``atom_init.json`` file, or an already-parsed ``{"Z": [floats]}`` mapping,
-        is read with :meth:`AtomFeatureTable.from_json`.
+        ``atom_init.json``), ``"atomic-number"`` for :func:`atomic_number_features`; a
+        table is returned as is; a path to a CGCNN ``atom_init.json`` file, or an
+        already-parsed ``{"Z": [floats]}`` mapping, is read with
+        :meth:`AtomFeatureTable.from_json`.
 
     Returns
     -------
@@ -682,8 +725,8 @@ def get_atom_feature_table(spec: Any) -> AtomFeatureTable:
     >>> get_atom_feature_table("magpie")
     Traceback (most recent call last):
     ...
-    ValueError: atom_features='magpie' is neither a table name ('cgcnn', 'cgcnn-authors') nor \
-an existing atom_init.json file
+    ValueError: atom_features='magpie' is neither a table name ('cgcnn', 'cgcnn-authors', \
+'atomic-number') nor an existing atom_init.json file
     """
     if isinstance(spec, AtomFeatureTable):
         return spec

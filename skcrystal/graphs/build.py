@@ -19,6 +19,7 @@ from skcrystal.graphs.neighbors import (
     neighbor_pairs,
     neighbor_shells,
     periodic_dimensions,
+    radius_neighbors,
 )
 
 #: Radius (Å) used for elements that have no covalent radius (Bk to Fm, Z 97-100, and
@@ -33,8 +34,9 @@ SPLIT_SITES_MAX_OCCUPANCY = 1.2
 
 #: How the edges of each atom are chosen (``CrystalGraphTransformer(neighbor_rule=...)``):
 #: "nearest", its ``max_neighbors`` nearest atoms (CGCNN); "shell", every atom out to the
-#: shell of its ``max_neighbors``-th nearest, and the graph made symmetric (ALIGNN).
-NEIGHBOR_RULES = ("nearest", "shell")
+#: shell of its ``max_neighbors``-th nearest, and the graph made symmetric (ALIGNN);
+#: "radius", every atom within the cutoff, however many (MEGNet).
+NEIGHBOR_RULES = ("nearest", "shell", "radius")
 
 
 class StructureWarning(UserWarning):
@@ -230,10 +232,11 @@ def crystal_graph(
         Find out whether the pairs of atoms within ``cutoff`` link the structure into a
         graph that repeats in all three directions; if not, say why in the returned
         ``warning``, for the caller to emit (worker processes do not forward warnings).
-    neighbor_rule : {"nearest", "shell"}, default="nearest"
+    neighbor_rule : {"nearest", "shell", "radius"}, default="nearest"
         Which atoms each atom links to (:data:`NEIGHBOR_RULES`):
-        :func:`~skcrystal.graphs.neighbors.nearest_neighbors` or
-        :func:`~skcrystal.graphs.neighbors.neighbor_shells`.
+        :func:`~skcrystal.graphs.neighbors.nearest_neighbors`,
+        :func:`~skcrystal.graphs.neighbors.neighbor_shells` or
+        :func:`~skcrystal.graphs.neighbors.radius_neighbors` (``max_neighbors`` unused).
 
     Returns
     -------
@@ -276,6 +279,8 @@ to accept it
         pairs = pairs.within(cutoff)
     if neighbor_rule == "shell":
         edges = neighbor_shells(pairs, max_neighbors)
+    elif neighbor_rule == "radius":
+        edges = radius_neighbors(pairs)
     else:
         edges = nearest_neighbors(pairs, max_neighbors)
     has_neighbor = np.zeros(len(structure), dtype=bool)

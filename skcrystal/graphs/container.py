@@ -14,7 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from skcrystal.graphs.atom_features import AtomFeatureTable
+from skcrystal.graphs.atom_features import MAX_Z, AtomFeatureTable
+
+#: Columns of :meth:`CrystalGraphs.composition`: one per element, H (Z = 1) to Og.
+COMPOSITION_WIDTH = MAX_Z
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -92,7 +95,7 @@ class CrystalGraphs:
         Neighbour search radius (Å) the graphs were built with.
     max_neighbors : int
         The ``max_neighbors`` the graphs were built with.
-    neighbor_rule : {"nearest", "shell"}, default="nearest"
+    neighbor_rule : {"nearest", "shell", "radius", "composition"}, default="nearest"
         How each atom's edges were chosen (see
         :class:`~skcrystal.CrystalGraphTransformer`).
     space_group : ndarray of int16, shape (n_crystals,), optional
@@ -398,6 +401,43 @@ class CrystalGraphs:
             return weighted
         return np.add.reduceat(weighted, _offsets(count)[:-1], axis=0)
 
+    def composition(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Element fractions of the chosen crystals: column ``Z - 1`` is element ``Z``.
+
+        Each species counts with its occupancy (a disordered site adds its elements in
+        proportion); the fractions of a crystal sum to 1, vacancies not counted.
+
+        Returns
+        -------
+        ndarray of float32, shape (len(indices), 118)
+
+        Examples
+        --------
+        >>> from pymatgen.core import Lattice, Structure
+        >>> from skcrystal import CrystalGraphTransformer
+        >>> fe2o3 = Structure(Lattice.cubic(5.0), ["Fe", "Fe", "O", "O", "O"],
+        ...                   [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0],
+        ...                    [0, 0, 0.5]])
+        >>> fractions = CrystalGraphTransformer().transform([fe2o3]).composition([0])
+        >>> fractions.shape, round(float(fractions[0, 25]), 2), round(float(fractions[0, 7]), 2)
+        ((1, 118), 0.4, 0.6)
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        n_atoms = self.n_atoms[indices]
+        nodes = _ranges(self.node_ptr[indices], n_atoms)
+        start = self.species_ptr[nodes]
+        count = self.species_ptr[nodes + 1] - start
+        entries = _ranges(start, count)
+        crystal = np.repeat(np.repeat(np.arange(len(indices)), n_atoms), count)
+        fractions = np.zeros((len(indices), COMPOSITION_WIDTH), dtype=np.float32)
+        np.add.at(
+            fractions,
+            (crystal, self.species_z[entries].astype(np.int64) - 1),
+            self.species_occupancy[entries],
+        )
+        total = fractions.sum(axis=1, keepdims=True)
+        return fractions / np.where(total > 0, total, 1.0)
+
     def batch(self, indices: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
         """Merge the chosen crystals into one disconnected graph, as numpy arrays.
 
@@ -408,7 +448,9 @@ class CrystalGraphs:
             (n_edges,) int64 row indices into ``atom_features``; ``distance`` (n_edges,)
             and ``vector`` (n_edges, 3) float32; ``crystal_index`` (n_atoms,) int64, the
             position in ``indices`` that each atom belongs to; ``n_atoms`` (len(indices),)
-            int64; ``space_group`` (len(indices),) int64, 0 where unknown.
+            int64; ``space_group`` (len(indices),) int64, 0 where unknown;
+            ``composition`` (len(indices), 118) float32, the element fractions of
+            :meth:`composition`.
         """
         indices = np.asarray(indices, dtype=np.int64)
         n_atoms = self.n_atoms[indices]
@@ -425,4 +467,5 @@ class CrystalGraphs:
             "crystal_index": np.repeat(np.arange(len(indices)), n_atoms),
             "n_atoms": n_atoms.astype(np.int64),
             "space_group": self.space_group[indices].astype(np.int64),
+            "composition": self.composition(indices),
         }

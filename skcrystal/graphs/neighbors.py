@@ -83,6 +83,21 @@ def nearest_neighbors(pairs: NeighborList, max_neighbors: int) -> NeighborList:
     return NeighborList(*(array[keep] for array in pairs))
 
 
+def radius_neighbors(pairs: NeighborList) -> NeighborList:
+    """Every pair within the cutoff, sorted by center, then distance: the radius graph of
+    MEGNet (Chen et al., 2019) and SchNet, symmetric by construction.
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]])
+    >>> len(radius_neighbors(neighbor_pairs(si, 4.0)).center)  # 4 + 12 neighbours per atom
+    128
+    """
+    order = np.lexsort((pairs.distance, pairs.center))
+    return NeighborList(*(array[order] for array in pairs))
+
+
 #: Two neighbours of a site whose distances differ by less than this (Å) are in the same
 #: shell: round-off of symmetry-equivalent neighbours is far smaller, real shells farther
 #: apart.

@@ -31,7 +31,31 @@ def _space_group_chunk(items: list[tuple[int, Any]]) -> list[int]:
     return [space_group_number(s) for _, s in items]
 
 
-class CrystalGraphTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+class GraphsOutput(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """What the transformers that make :class:`CrystalGraphs` share: they need no fit, take
+    a sequence rather than a 2-D array, and keep their output under ``set_output``."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.two_d_array = False
+        return tags
+
+    def set_output(self, *, transform: str | None = None) -> GraphsOutput:
+        """Accept scikit-learn's output configuration, which does not apply here.
+
+        The output is a :class:`CrystalGraphs`, not a table, so it stays one whatever
+        ``transform`` asks for; this method exists so that
+        ``Pipeline(...).set_output(transform="pandas")`` works with the transformer in it.
+
+        Returns
+        -------
+        self
+        """
+        return self
+
+
+class CrystalGraphTransformer(GraphsOutput):
     """Build crystal graphs: every atom linked to its nearest neighbours within a cutoff.
 
     The graph of a crystal has one node per site, described by the atom feature vector
@@ -84,7 +108,7 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_
         CGCNN-family weights); see :mod:`skcrystal.graphs.atom_features` and
         docs/atom_features.md for how they differ and why "cgcnn" is the default. A path
         reads a CGCNN ``atom_init.json``.
-    neighbor_rule : {"nearest", "shell"}, default="nearest"
+    neighbor_rule : {"nearest", "shell", "radius"}, default="nearest"
         "nearest": each atom links to its ``max_neighbors`` nearest atoms (CGCNN's graph;
         ties at the last distance broken in pymatgen's order, so the graph is directed:
         ``i`` may link to ``j`` and not ``j`` to ``i``). "shell": ALIGNN's graph (Choudhary
@@ -94,7 +118,9 @@ class CrystalGraphTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_
         mutual. On MP crystals it has about 14 edges per atom for 12 (docs/models.md).
         A "shell" graph contains the "nearest" one (:meth:`CrystalGraphs.nearest`).
         Unlike ALIGNN's code, the cutoff is not raised for atoms with fewer neighbours,
-        and a bond to an atom's own image is not doubled.
+        and a bond to an atom's own image is not doubled. "radius": each atom links to
+        every atom within ``cutoff``, however many (MEGNet's graph, symmetric by
+        construction); ``max_neighbors`` is not used.
     n_jobs : int, default=None
         Processes used to build graphs (joblib semantics: None means 1, -1 all cores).
         Sending pymatgen Structures to worker processes costs more than building their
@@ -164,12 +190,6 @@ only, ...
         self.check_periodicity = check_periodicity
         self.verbose = verbose
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        tags.input_tags.two_d_array = False
-        return tags
-
     def _check_params(self) -> AtomFeatureTable:
         if not isinstance(self.cutoff, numbers.Real) or not self.cutoff > 0:
             raise ValueError(f"cutoff must be a positive number of Å, got {self.cutoff!r}")
@@ -187,19 +207,6 @@ only, ...
                 f"check_periodicity must be True or False, got {self.check_periodicity!r}"
             )
         return get_atom_feature_table(self.atom_features)
-
-    def set_output(self, *, transform: str | None = None) -> CrystalGraphTransformer:
-        """Accept scikit-learn's output configuration, which does not apply here.
-
-        The output is a :class:`CrystalGraphs`, not a table, so it stays one whatever
-        ``transform`` asks for; this method exists so that
-        ``Pipeline(...).set_output(transform="pandas")`` works with the transformer in it.
-
-        Returns
-        -------
-        self
-        """
-        return self
 
     def fit(self, X: Any = None, y: Any = None) -> CrystalGraphTransformer:
         """Check the parameters; nothing is learned from ``X``."""

@@ -28,6 +28,9 @@ class CrystalBatch:
         needed by angle-aware networks (ALIGNN) only.
     space_group : Tensor (B,) int64 or None
         Space group number of each crystal (0 where unknown); needed by CrysGNN only.
+    composition : Tensor (B, 118) float32 or None
+        Element fractions of each crystal, column ``Z - 1`` for element ``Z``; needed by
+        GATGNN's composition attention and by ElemNet.
     sample_weight : Tensor (B,) float32 or None
         Weight of each crystal in the loss (the ``sample_weight`` given to ``fit``,
         divided by its mean); None when the rows are not weighted. Networks ignore it.
@@ -41,6 +44,7 @@ class CrystalBatch:
     n_atoms: torch.Tensor
     vector: torch.Tensor | None = None
     space_group: torch.Tensor | None = None
+    composition: torch.Tensor | None = None
     sample_weight: torch.Tensor | None = None
 
     def __len__(self) -> int:
