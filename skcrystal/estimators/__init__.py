@@ -2,6 +2,7 @@
 
 from skcrystal.estimators.alignn import ALIGNNRegressor
 from skcrystal.estimators.crysgnn import CrysGNNPretrainer
+from skcrystal.estimators.crysgnn_regressor import CrysGNNRegressor
 from skcrystal.estimators.crysxpp import CrysXPPRegressor
 from skcrystal.estimators.distill import DistilledRegressor
 from skcrystal.estimators.elemnet import ElemNetRegressor
@@ -16,6 +17,7 @@ __all__ = [
     "CGCNNRegressor",
     "CrysAEPretrainer",
     "CrysGNNPretrainer",
+    "CrysGNNRegressor",
     "CrysXPPRegressor",
     "DistilledRegressor",
     "ElemNetRegressor",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,7 @@ from skcrystal.estimators.pretrainers import CrysAEPretrainer
 from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
 from skcrystal.nn.crysgnn import CrysGNN, CrysGNNLoss
 
-__all__ = ["CrysGNNPretrainer"]
+__all__ = ["CrysGNNPretrainer", "load_crysgnn"]
 
 
 class CrysGNNPretrainer(CrysAEPretrainer):
@@ -109,3 +111,38 @@ class CrysGNNPretrainer(CrysAEPretrainer):
                     totals[name] = totals.get(name, 0.0) + float(value) * len(batch)
                 count += len(batch)
         return {name: total / count for name, total in totals.items()}
+
+
+def load_crysgnn(spec: Any, role: str = "teacher") -> CrysGNNPretrainer:
+    """The fitted CrysGNN that ``spec`` names: itself, a bundled name ("crysgnn-mp"), the
+    authors' "crysgnn-800k", a ``.safetensors`` file, or an authors' checkpoint file.
+
+    ``role`` names it in messages ("teacher", "encoder").
+
+    Raises
+    ------
+    ValueError
+        For anything else, or an unfitted pretrainer.
+    """
+    from skcrystal.hub import available_models, crysgnn_800k, load_model
+
+    if isinstance(spec, (str, os.PathLike)):
+        name = str(spec)
+        if name == "crysgnn-800k":
+            return crysgnn_800k()
+        if name.endswith(".safetensors") or name in available_models():
+            return load_model(name)
+        if Path(name).is_file():
+            return CrysGNNPretrainer.from_authors_checkpoint(name)
+        raise ValueError(
+            f"{role} {name!r} is not a bundled model ({', '.join(available_models())}), "
+            "'crysgnn-800k', a .safetensors file or a CrysGNN checkpoint file"
+        )
+    if not hasattr(spec, "node_embeddings"):
+        raise ValueError(
+            f"{role} must be a fitted CrysGNNPretrainer (or a name or path of one), "
+            f"got {type(spec).__name__}"
+        )
+    if not hasattr(spec, "module_"):
+        raise ValueError(f"the {role} is not fitted: fit the CrysGNNPretrainer first")
+    return spec

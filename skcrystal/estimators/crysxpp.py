@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 from skcrystal.checkpoints import read_foreign_checkpoint
 from skcrystal.estimators.pretrainers import CrysAEPretrainer
 from skcrystal.estimators.regressors import CGCNNRegressor
+from skcrystal.estimators.transfer import copy_encoder_weights
 from skcrystal.explain import property_importances
 from skcrystal.graphs import AtomFeatureTable
 from skcrystal.graphs.atom_features import get_atom_feature_table
@@ -158,41 +159,9 @@ class CrysXPPRegressor(CGCNNRegressor):
 
     def _transfer_encoder(self) -> None:
         state, settings, name = self._encoder_state()
-        if settings is not None:
-            ours = self.graph_settings_
-            if (settings[0], settings[2]) != (ours[0], ours[2]):
-                raise ValueError(
-                    f"{name} was pretrained on graphs with cutoff={settings[0]} and atom "
-                    f"features {settings[2]!r}, but the regressor gets cutoff={ours[0]} and "
-                    f"{ours[2]!r}; build both with the same CrystalGraphTransformer"
-                )
-        target = self.module_.state_dict()
-        n_conv = sum(key.startswith("convs.") and key.endswith(".fc_full.weight") for key in state)
-        if n_conv != len(self.module_.convs):
-            raise ValueError(
-                f"{name} has {n_conv} convolutions but the regressor has "
-                f"n_conv={len(self.module_.convs)}; set n_conv={n_conv}"
-            )
-        conv_keys = [key for key in target if key.startswith("convs.")]
-        for key in conv_keys:
-            if key not in state or state[key].shape != target[key].shape:
-                found = tuple(state[key].shape) if key in state else "nothing"
-                raise ValueError(
-                    f"{name} does not fit the regressor's convolutions: {key} has shape "
-                    f"{tuple(target[key].shape)} in the regressor and {found} in the encoder; "
-                    "set atom_fea_len and n_conv to the encoder's (and the same cutoff)"
-                )
-        update = {key: state[key] for key in conv_keys}
-        own = self.module_.embedding
-        weight = state.get("embedding.weight")
-        if self.transfer_embedding and weight is not None and weight.shape == own.weight.shape:
-            update["embedding.weight"] = weight
-            bias = state.get("embedding.bias")
-            update["embedding.bias"] = torch.zeros_like(own.bias) if bias is None else bias
-        with torch.no_grad():
-            for key, value in update.items():
-                target[key].copy_(value)
-        self.transferred_params_ = tuple(update)
+        self.transferred_params_ = copy_encoder_weights(
+            self.module_, state, settings, self.graph_settings_, name, self.transfer_embedding
+        )
 
     def initialize_module(self):
         """Build the network and, when an encoder is set, copy its weights in."""

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import inspect
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +16,7 @@ from torch.nn import functional as F
 
 from skcrystal.estimators.alignn import ALIGNNRegressor
 from skcrystal.estimators.base import CrystalGraphRegressorBase
-from skcrystal.estimators.crysgnn import CrysGNNPretrainer
+from skcrystal.estimators.crysgnn import load_crysgnn
 from skcrystal.estimators.crysxpp import CrysXPPRegressor
 from skcrystal.estimators.data import CrystalGraphDataset
 from skcrystal.estimators.gatgnn import GATGNNRegressor
@@ -261,29 +259,7 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         return resolved[1]
 
     def _load_teacher(self):
-        from skcrystal.hub import available_models, crysgnn_800k, load_model
-
-        teacher = DEFAULT_TEACHER if self.teacher is None else self.teacher
-        if isinstance(teacher, (str, os.PathLike)):
-            name = str(teacher)
-            if name == "crysgnn-800k":
-                return crysgnn_800k()
-            if name.endswith(".safetensors") or name in available_models():
-                return load_model(name)
-            if Path(name).is_file():
-                return CrysGNNPretrainer.from_authors_checkpoint(name)
-            raise ValueError(
-                f"teacher {name!r} is not a bundled model ({', '.join(available_models())}), "
-                "'crysgnn-800k', a .safetensors file or a CrysGNN checkpoint file"
-            )
-        if not hasattr(teacher, "node_embeddings"):
-            raise ValueError(
-                "teacher must be a fitted CrysGNNPretrainer (or a name or path of one), "
-                f"got {type(teacher).__name__}"
-            )
-        if not hasattr(teacher, "module_"):
-            raise ValueError("the teacher is not fitted: fit the CrysGNNPretrainer first")
-        return teacher
+        return load_crysgnn(DEFAULT_TEACHER if self.teacher is None else self.teacher)
 
     def _student_class(self) -> type[CrystalGraphRegressorBase]:
         """The regressor class that trains the student network."""
