@@ -12,6 +12,7 @@ import torch
 from skcrystal.estimators.pretrainers import CrysAEPretrainer
 from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
 from skcrystal.nn.crysgnn import CrysGNN, CrysGNNLoss
+from skcrystal.nn.masking import AtomMaskingCrysGNN, MaskedAtomLoss
 
 __all__ = ["CrysGNNPretrainer", "load_crysgnn"]
 
@@ -34,8 +35,18 @@ class CrysGNNPretrainer(CrysAEPretrainer):
     determined (space group 0) still trains the node-level tasks and is left out of the
     graph-level ones; ``symmetry_coverage_`` records the fraction with a known group.
 
+    ``pretraining="attribute_masking"`` trains the same encoder by Hu et al.'s attribute
+    masking instead ("Pretrain-GNN", the baseline of CrysGNN's Table 3;
+    :mod:`skcrystal.nn.masking`): ``int(mask_rate * n + 1)`` atoms of each crystal of
+    ``n`` atoms hidden behind a learned token, their feature vectors predicted from the
+    encoder's output. It needs no space groups. The encoder and its node embeddings are
+    used as a CrysGNN's: as a teacher, or fine-tuned by
+    :class:`~skcrystal.estimators.CrysGNNRegressor`.
+
     Parameters as :class:`~skcrystal.estimators.CrysAEPretrainer` (skorch parameters
-    included), with ``n_conv=5``. Loss weights and temperature are set through
+    included), with ``n_conv=5``, and ``pretraining`` ({"crysgnn", "attribute_masking"},
+    default "crysgnn") and ``mask_rate`` (default 0.15). Loss weights and temperature are
+    set through
     ``criterion__connectivity_weight``, ``criterion__feature_weight``,
     ``criterion__contrastive_weight``, ``criterion__space_group_weight`` and
     ``criterion__temperature``.
@@ -44,7 +55,8 @@ class CrysGNNPretrainer(CrysAEPretrainer):
     ----------
     module_ : CrysGNN
     symmetry_coverage_ : float
-        Fraction of the training crystals whose space group was determined.
+        Fraction of the training crystals whose space group was determined (CrysGNN
+        pretraining only).
     history_, graph_builder_, graph_settings_, n_atom_features_
         As :class:`~skcrystal.estimators.CrysAEPretrainer`.
 
@@ -64,22 +76,65 @@ class CrysGNNPretrainer(CrysAEPretrainer):
 
     foreign_heads = ("fc_edge.", "fc2.")
 
+    #: The values of ``pretraining``.
+    pretraining_options = ("crysgnn", "attribute_masking")
+
     def __init__(
         self,
         module: type[torch.nn.Module] = CrysGNN,
         *,
         criterion: type[torch.nn.Module] = CrysGNNLoss,
         n_conv: int = 5,
+        pretraining: str = "crysgnn",
+        mask_rate: float = 0.15,
         **kwargs: Any,
     ) -> None:
         super().__init__(module, criterion=criterion, n_conv=n_conv, **kwargs)
+        self.pretraining = pretraining
+        self.mask_rate = mask_rate
+
+    module_param_names = (*CrysAEPretrainer.module_param_names, "pretraining", "mask_rate")
+
+    def _masking(self) -> bool:
+        """Whether ``pretraining`` asks for attribute masking (checking its value)."""
+        if self.pretraining not in self.pretraining_options:
+            raise ValueError(
+                f"pretraining must be one of {self.pretraining_options}, got {self.pretraining!r}"
+            )
+        if self.pretraining == "crysgnn":
+            return False
+        if (self.module, self.criterion) != (CrysGNN, CrysGNNLoss):
+            raise ValueError(
+                "pretraining='attribute_masking' brings its own network and loss; leave "
+                "module and criterion at their defaults"
+            )
+        if not 0 < self.mask_rate < 1:
+            raise ValueError(f"mask_rate must be in (0, 1), got {self.mask_rate!r}")
+        return True
+
+    def initialize_module(self):
+        """CrysGNN, or its attribute-masking variant for ``pretraining="attribute_masking"``."""
+        if not self._masking():
+            return super().initialize_module()
+        self.module_ = AtomMaskingCrysGNN(**self.module_params(), mask_rate=self.mask_rate)
+        return self
+
+    def initialize_criterion(self):
+        """CrysGNN's four-task loss, or the masked atoms' feature loss."""
+        if not self._masking():
+            return super().initialize_criterion()
+        self.criterion_ = MaskedAtomLoss()
+        return self
 
     def default_graph_builder(self) -> CrystalGraphTransformer:
-        """``CrystalGraphTransformer(symmetry=True)``: the graph-level tasks need space groups."""
-        return CrystalGraphTransformer(symmetry=True)
+        """``CrystalGraphTransformer(symmetry=True)``: the graph-level tasks need space groups
+        (attribute masking does not: then without symmetry search)."""
+        return CrystalGraphTransformer(symmetry=not self._masking())
 
     def _training_graphs(self, X: Any) -> CrystalGraphs:
         graphs = super()._training_graphs(X)
+        if self._masking():
+            return graphs
         if not graphs.symmetry:
             raise ValueError(
                 "CrysGNN pretraining needs the space group of each crystal: build the graphs "
@@ -101,7 +156,8 @@ class CrysGNNPretrainer(CrysAEPretrainer):
         return np.concatenate(parts)
 
     def loss_components(self, X: Any) -> dict[str, float]:
-        """The four pretraining losses on ``X`` (eval mode), each a mean over crystals."""
+        """The pretraining losses on ``X`` (eval mode), each a mean over crystals: the four
+        of CrysGNN, or ``masked_features`` for attribute masking."""
         totals: dict[str, float] = {}
         count = 0
         with torch.no_grad():

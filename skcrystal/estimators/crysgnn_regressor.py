@@ -59,7 +59,7 @@ class CrysGNNRegressor(CGCNNRegressor):
     >>> reg = CrysGNNRegressor(max_epochs=2, early_stopping=False, random_state=0)
     >>> reg.fit(crystals, [3.9, 4.0, 4.1, 4.2, 4.3, 4.4]).predict(crystals[:2]).shape
     (2,)
-    >>> len(reg.transferred_params_), reg.transferred_params_[-2:]  # 5 convolutions (12 each) + embedding
+    >>> len(reg.transferred_params_), reg.transferred_params_[-2:]  # 5 convolutions, embedding
     (62, ('embedding.weight', 'embedding.bias'))
     """
 
