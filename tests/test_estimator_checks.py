@@ -7,11 +7,17 @@ from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted
 
 from skcrystal import (
+    ALIGNNRegressor,
     CGCNNRegressor,
+    CompositionTransformer,
     CrysAEPretrainer,
+    CrysGNNRegressor,
     CrystalGraphTransformer,
     CrysXPPRegressor,
     DistilledRegressor,
+    ElemNetRegressor,
+    GATGNNRegressor,
+    MEGNetRegressor,
 )
 from skcrystal.hub import load_model
 
@@ -24,11 +30,32 @@ def data(mp_subset):
     return CrystalGraphTransformer().transform(crystals), mp_subset.e_form.to_numpy()[:40]
 
 
-@pytest.mark.parametrize("cls", [CGCNNRegressor, CrysXPPRegressor, DistilledRegressor])
+REGRESSORS = [
+    CGCNNRegressor,
+    CrysXPPRegressor,
+    DistilledRegressor,
+    ALIGNNRegressor,
+    GATGNNRegressor,
+    MEGNetRegressor,
+    ElemNetRegressor,
+    CrysGNNRegressor,
+]
+
+
+@pytest.mark.parametrize("cls", REGRESSORS)
 def test_regressors_say_they_take_one_or_several_targets(cls):
     tags = get_tags(cls())
     assert tags.estimator_type == "regressor"
     assert tags.target_tags.multi_output and tags.target_tags.single_output
+    assert repr(cls()) == f"{cls.__name__}()"
+
+
+@pytest.mark.parametrize("cls", [CrystalGraphTransformer, CompositionTransformer])
+def test_graph_transformers_need_no_fit_and_keep_their_output(cls):
+    tags = get_tags(cls())
+    assert tags.requires_fit is False and tags.input_tags.two_d_array is False
+    transformer = cls()
+    assert transformer.set_output(transform="pandas") is transformer
 
 
 def test_repr_shows_the_parameters_that_differ_from_the_defaults():

@@ -27,9 +27,8 @@ class ElemNetRegressor(CrystalGraphRegressorBase):
 
     The default recipe is the authors' (Adam, ``lr=1e-4``, constant, batch 32, mean
     absolute error), with this library's early stopping on a random 10 % of the training
-    crystals: the shared recipe of the graph models (AdamW 3e-3, cosine) was worse on
-    the fixed validation split (docs/models.md). The reference trains up to 4,000 epochs
-    with a patience of 200; ``max_epochs="auto"`` sizes them as for the other models.
+    crystals. The reference trains up to 4,000 epochs with a patience of 200;
+    ``max_epochs="auto"`` sizes them as for the other models.
 
     Parameters
     ----------

@@ -22,8 +22,7 @@ class GATGNNRegressor(CrystalGraphRegressorBase):
 
     Training follows this library's shared recipe (:mod:`skcrystal.recipes`: AdamW,
     ``lr=3e-3`` with a cosine decay, batch 64, epochs from the number of crystals, the
-    best validation epoch kept), which docs/models.md compares with the authors' recipe
-    on the fixed validation split; ``GATGNNRegressor(**recipe("gatgnn-authors"))`` trains
+    best validation epoch kept); ``GATGNNRegressor(**recipe("gatgnn-authors"))`` trains
     as the reference code does (AdamW 5e-3, weight decay 0.1, batch 256, 200 epochs,
     x0.3 at epoch 150, smooth L1 loss).
 
