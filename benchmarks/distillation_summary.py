@@ -50,8 +50,12 @@ def _cells(line: str) -> list[str]:
 def main() -> None:
     results = {}
     for match in SECTION.finditer(DOC.read_text()):
-        model, _, fraction = match["name"].partition("_")
-        results[match["target"], model, float(fraction or 0.2)] = section_result(match["body"])
+        model, _, suffix = match["name"].partition("_")
+        try:
+            fraction = float(suffix or 0.2)
+        except ValueError:  # a tagged run (atom features, a recipe...): not one of a pair
+            continue
+        results[match["target"], model, fraction] = section_result(match["body"])
     rows = []
     for (target, model, fraction), (distilled, hardware, note) in sorted(results.items()):
         student = model.removeprefix("distilled-")

@@ -171,6 +171,20 @@ RECIPES: dict[str, dict[str, Any]] = {
         "n_iter_no_change": 500,
         "batch_size": 128,
     },
+    # Jha et al.'s ElemNet (NU-CUCIS/ElemNet, train_and_evaluate.py and its sample
+    # configuration): Adam, lr 1e-4, constant, batch 32, mean absolute error, up to 4,000
+    # epochs, stopping after 200 without a better validation loss.
+    "elemnet-authors": {
+        "optimizer": torch.optim.Adam,
+        "criterion": torch.nn.L1Loss,
+        "lr": 1e-4,
+        "lr_schedule": "constant",
+        "warmup_epochs": 0,
+        "weight_decay": 0.0,
+        "max_epochs": 4000,
+        "n_iter_no_change": 200,
+        "batch_size": 32,
+    },
     # skcrystal 0.1's defaults, for comparison.
     "skcrystal-0.1": {
         "optimizer": torch.optim.Adam,
@@ -191,7 +205,7 @@ def recipe(name: str) -> dict[str, Any]:
     Parameters
     ----------
     name : {"cgcnn-authors", "alignn-authors", "gatgnn-authors", "megnet-authors", \
-"skcrystal-0.1"}
+"elemnet-authors", "skcrystal-0.1"}
         "cgcnn-authors": the CGCNN authors' code (SGD 0.01, momentum 0.9, step decay x0.1
         at epoch 100, 300 epochs, batch 256, best validation epoch kept);
         "alignn-authors": the ALIGNN paper's (AdamW, one-cycle to 1e-3 per batch, weight
@@ -200,6 +214,8 @@ def recipe(name: str) -> dict[str, Any]:
         200 epochs, lr x0.3 at epoch 150, smooth L1 loss, best validation epoch kept);
         "megnet-authors": the original MEGNet package's (Adam 1e-3, constant, batch 128,
         1,000 epochs, patience 500, best validation epoch kept);
+        "elemnet-authors": the ElemNet code's (Adam 1e-4, constant, batch 32, mean
+        absolute error, 4,000 epochs, patience 200, best validation epoch kept);
         "skcrystal-0.1": this library's defaults before 0.2 (Adam 1e-3, constant, 100
         epochs, patience 20, batch 128).
 
