@@ -229,7 +229,8 @@ def test_get_atom_feature_table(table, tmp_path):
     path.write_text(json.dumps({"26": [0.0, 1.0]}))
     assert get_atom_feature_table(path).known[26]
     assert get_atom_feature_table(str(path)).known[26]
-    with pytest.raises(ValueError, match=r"neither a table name \('cgcnn', 'cgcnn-authors'\)"):
+    names = r"\('cgcnn', 'cgcnn-authors', 'atomic-number'\)"
+    with pytest.raises(ValueError, match=rf"neither a table name {names}"):
         get_atom_feature_table("magpie")
     with pytest.raises(ValueError, match="must be a table name"):
         get_atom_feature_table(3)
