@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from report import machine, markdown_table, write_section
+from seed_models import usable
 
 from skcrystal import (
     CGCNNRegressor,
@@ -40,7 +41,6 @@ from skcrystal import (
     MEGNetRegressor,
 )
 from skcrystal.datasets import benchmark_split, load_mp_elasticity, load_mp_properties
-from skcrystal.nn.elemnet import ELEMENTS
 
 RESULTS = Path(__file__).parent / "results" / "seeds_table2.jsonl"
 STATE = ("e_form", "band_gap", "efermi", "total_magnetization")
@@ -55,7 +55,6 @@ UNITS = {
     "poisson_ratio": "",
 }
 MODELS = ("cgcnn", "mtcgcnn", "megnet", "gatgnn", "elemnet", "crysxpp")
-MEGNET_CUTOFF = 5.0
 
 
 def regressor(model: str, args: argparse.Namespace):
@@ -76,17 +75,6 @@ def builder(model: str):
     if model == "elemnet":
         return CompositionTransformer()
     return CrystalGraphTransformer(n_jobs=2)
-
-
-def usable(structures) -> np.ndarray:
-    known = set(ELEMENTS)
-    return np.array(
-        [
-            {e.symbol for e in s.composition} <= known
-            and all(len(n) for n in s.get_all_neighbors(MEGNET_CUTOFF))
-            for s in structures
-        ]
-    )
 
 
 def dataset(name: str):
@@ -168,13 +156,18 @@ def main() -> None:
         if not wanted:
             continue
         df = None
+        graphs_by_builder = {}  # CGCNN, MTCGCNN, GATGNN and CrysXPP read the same graphs
         for model in args.models:
             cells = [tuple(columns)] if model == "mtcgcnn" else [(c,) for c in wanted]
             cells = [c for c in cells if not all((model, p) in done for p in c)]
             if not cells:
                 continue
             df = dataset(set_name) if df is None else df
-            graphs = builder(model).transform(df.structure)
+            graph_builder = builder(model)
+            key = repr(graph_builder)
+            if key not in graphs_by_builder:
+                graphs_by_builder[key] = graph_builder.transform(df.structure)
+            graphs = graphs_by_builder[key]
             for cell in cells:
                 for row in run_cell(model, cell, df, graphs, args):
                     print(row, flush=True)

@@ -7,6 +7,7 @@ not reach 5x at this size yet and is held to 2.5x (see its test).
 """
 
 import numpy as np
+import pytest
 import torch
 
 from skcrystal import (
@@ -38,13 +39,15 @@ def fit_and_beat_the_mean(reg, X, y, factors=(5,)):
     assert (model_mae * factors < mean_mae).all(), f"MAE {model_mae} vs mean predictor {mean_mae}"
 
 
-def mp_graphs(limit=2500):
-    df = load_mp_formation_energy(limit=limit, n_jobs=2)
+@pytest.fixture(scope="module")
+def mp_graphs(data_home):
+    """CGCNN graphs and formation energies of the first 2,500 MP crystals, built once."""
+    df = load_mp_formation_energy(limit=2500, n_jobs=2)
     return CrystalGraphTransformer(n_jobs=2).transform(df.structure), df.e_form.to_numpy()
 
 
-def test_cgcnn_beats_mean_predictor_fivefold_on_2000_mp_crystals(data_home):
-    graphs, y = mp_graphs()
+def test_cgcnn_beats_mean_predictor_fivefold_on_2000_mp_crystals(mp_graphs):
+    graphs, y = mp_graphs
     fit_and_beat_the_mean(CGCNNRegressor(max_epochs=40, random_state=0), graphs, y)
 
 
@@ -57,8 +60,8 @@ def test_multitask_cgcnn_learns_formation_energy_and_band_gap_at_once(data_home)
     fit_and_beat_the_mean(reg, graphs, df[["e_form", "band_gap"]], factors=(5, 2))
 
 
-def test_gatgnn_beats_mean_predictor_fivefold_on_2000_mp_crystals(data_home):
-    graphs, y = mp_graphs()
+def test_gatgnn_beats_mean_predictor_fivefold_on_2000_mp_crystals(mp_graphs):
+    graphs, y = mp_graphs
     reg = GATGNNRegressor(width=32, n_layers=2, heads=2, max_epochs=40, random_state=0)
     fit_and_beat_the_mean(reg, graphs, y)
 
