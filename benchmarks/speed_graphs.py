@@ -1,6 +1,6 @@
 """Speed of crystal graph construction, against the construction of the CGCNN/CrysXPP code.
 
-What is measured, on the first ``--n`` (default 2,000) crystals of
+What is measured, on the first ``--n`` (default 10,000) crystals of
 ``load_mp_formation_energy`` (the Materials Project set of CGCNN), all in one run:
 
 * **CIF parsing** (CIF text -> pymatgen ``Structure``), timed on its own: the CIFs are read
@@ -10,7 +10,10 @@ What is measured, on the first ``--n`` (default 2,000) crystals of
 * **Ours**: ``CrystalGraphTransformer(cache=False).transform(structures)`` with
   ``n_jobs=1`` and ``n_jobs=2`` (8 Å, 12 neighbours; after a warm-up call, so imports and
   the atom feature table are not timed; ``n_jobs=2`` is also timed cold, worker start
-  included). Best of ``--repeats`` runs.
+  included). Best of ``--repeats`` runs. The structures reach the workers as plain arrays
+  (lattice, coordinates, species), not pickled Structures.
+* **Ours from CIF text**: ``transform(texts)`` with ``n_jobs=1`` and ``n_jobs=2``, once each:
+  the workers parse the CIFs themselves, so parsing is spread too.
 * **Reference**: the graph construction of the authors' CGCNN/CrysXPP data loader,
   re-derived here (not copied): ``structure.get_all_neighbors(r=8, include_index=True)``,
   each atom's list sorted by distance with ``sorted(nbrs, key=lambda x: x[1])``, the 12
@@ -25,11 +28,12 @@ Then ``--full`` (on by default) builds the graphs of all 36,737 crystals with
 ``CrystalGraphTransformer(cache=False, n_jobs=...)`` (``--full-jobs``, default 2; several
 values are run in turn), each in a fresh Python process, and reports the time,
 ``graphs.nbytes`` and the peak resident memory of that process
-(``resource.getrusage``) and of its worker processes (their ``VmHWM``).
+(``resource.getrusage``) and of its worker processes (their ``VmHWM``; the largest, and
+all processes together).
 
 Writes the ``speed_graphs`` section of docs/benchmarks.md. Run::
 
-    python benchmarks/speed_graphs.py                # 2,000 crystals + the full set
+    python benchmarks/speed_graphs.py                # 10,000 crystals + the full set
     python benchmarks/speed_graphs.py --full-jobs 2 1     # the full set with 2, then 1 process
     python benchmarks/speed_graphs.py --n 200 --no-full   # a quick check
 
@@ -155,14 +159,15 @@ def proc_status_mib(field: str, pid: int | str = "self") -> float:
     return int(line.split()[1]) / 1024
 
 
-def children_peak_rss_mib() -> float:
-    """Largest VmHWM (peak RSS since exec) among the live child processes (the workers).
+def children_peak_rss_mib() -> tuple[float, float]:
+    """Largest and summed VmHWM (peak RSS since exec) of the live child processes (the
+    workers).
 
     Not ``getrusage(RUSAGE_CHILDREN)``: Linux carries a forked child's RSS high-water mark,
     which starts at the parent's RSS, across ``execve``, so that would report the parent's
     memory for every worker.
     """
-    peak = 0.0
+    peaks = [0.0]
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -170,10 +175,10 @@ def children_peak_rss_mib() -> float:
             with open(f"/proc/{entry}/stat") as stat:
                 ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
             if ppid == os.getpid():
-                peak = max(peak, proc_status_mib("VmHWM", entry))
+                peaks.append(proc_status_mib("VmHWM", entry))
         except (OSError, StopIteration, ValueError):
             continue  # the process ended meanwhile, or is a kernel thread
-    return peak
+    return max(peaks), sum(peaks)
 
 
 # ----------------------------------------------------------------------------- full set
@@ -192,7 +197,7 @@ def full_set(n_jobs: int) -> dict:
     graphs = CrystalGraphTransformer(cache=False, n_jobs=n_jobs).transform(structures)
     build_s = time.perf_counter() - start
     load_after = load_average()
-    peak_worker = children_peak_rss_mib()
+    peak_worker, peak_workers = children_peak_rss_mib()
     get_reusable_executor().shutdown(wait=True)
     return {
         "n": len(graphs),
@@ -204,6 +209,7 @@ def full_set(n_jobs: int) -> dict:
         "rss_after_load_mib": rss_loaded,
         "peak_rss_mib": max_rss_mib(resource.RUSAGE_SELF),
         "peak_rss_worker_mib": peak_worker,
+        "peak_rss_workers_mib": peak_workers,
         "load": f"{load_before} before, {load_after} after",
     }
 
@@ -213,7 +219,7 @@ def full_set(n_jobs: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=2000, help="crystals compared (first n)")
+    parser.add_argument("--n", type=int, default=10_000, help="crystals compared (first n)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of ours (best kept)")
     parser.add_argument("--full", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
@@ -249,6 +255,12 @@ def main() -> None:
     ours2 = timed(lambda: builder2.transform(structures), args.repeats)
     loads.append(load_average())
     print(f"ours: n_jobs=1 {ours1}, n_jobs=2 {ours2}, cold {cold2}", flush=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ROUNDING_WARNING, UserWarning)
+        text1 = timed(lambda: builder1.transform(texts))
+        text2 = timed(lambda: builder2.transform(texts))
+    loads.append(load_average())
+    print(f"ours from CIF text: n_jobs=1 {text1}, n_jobs=2 {text2}", flush=True)
 
     timings = {stage: np.zeros(2) for stage in REFERENCE_STAGES}
     reference = [reference_graph(s, timings) for s in structures]
@@ -260,7 +272,7 @@ def main() -> None:
     graphs = builder1.transform(structures)
     differing, padded, worst = compare_distances(graphs, reference)
 
-    def row(what: str, times, speedup: bool = False, cpu: bool = True) -> dict:
+    def row(what: str, times, speedup: bool = False, cpu: bool = True, one=None) -> dict:
         wall, cpu_s = times[0], times[1]
         return {
             "step": what,
@@ -270,6 +282,7 @@ def main() -> None:
             "speed-up vs reference": f"{ref[0] / wall:.1f}x" if speedup else "",
             "speed-up vs reference w/o expansion": f"{ref_noexp[0] / wall:.1f}x" if speedup else "",
             "speed-up in CPU time": f"{ref[1] / cpu_s:.1f}x" if speedup and cpu else "",
+            "n_jobs=2 vs n_jobs=1": f"{one[0] / wall:.2f}x" if one else "",
         }
 
     rows = [
@@ -280,8 +293,10 @@ def main() -> None:
         row("  of which sort + keep 12 + pad", timings["sort_pad"]),
         row("  of which Gaussian expansion to (N, 12, 41)", timings["expand"]),
         row("**ours**, `CrystalGraphTransformer(cache=False)`, n_jobs=1", ours1, True),
-        row("ours, n_jobs=2 (workers already running)", ours2, True, False),
-        row("ours, n_jobs=2, first call (starts the workers)", cold2, True, False),
+        row("ours, n_jobs=2 (workers already running)", ours2, True, False, ours1),
+        row("ours, n_jobs=2, first call (starts the workers)", cold2, True, False, ours1),
+        row("ours from CIF text (parsing + graphs), n_jobs=1", text1),
+        row("ours from CIF text (workers parse), n_jobs=2", text2, one=text1),
     ]
     body = [
         f"`python benchmarks/speed_graphs.py {' '.join(sys.argv[1:])}`, on {machine()}; "
@@ -301,8 +316,10 @@ def main() -> None:
         f"{args.repeats} runs after a warm-up call; the reference ran once. CPU time "
         "(`time.process_time`) of a single process is less disturbed by other jobs on the "
         "shared cores than wall time, hence the last column; with n_jobs=2 it is what the main "
-        "process spends (sending structures to the workers, receiving and assembling graphs), "
-        "the workers' own time not included.",
+        "process spends (turning structures into arrays and sending them to the workers, "
+        "receiving and assembling graphs), the workers' own time not included. The CIF-text "
+        "rows give the texts themselves to `transform` (one run each): each worker parses "
+        "its own chunk.",
         "",
         markdown_table(rows),
         "",
@@ -336,6 +353,8 @@ def main() -> None:
                     "RSS after loading structures (MiB)": full["rss_after_load_mib"],
                     "peak RSS, main process (MiB)": full["peak_rss_mib"],
                     "peak RSS, largest worker (MiB)": full["peak_rss_worker_mib"] or "",
+                    "peak RSS, all processes (MiB)": full["peak_rss_mib"]
+                    + full["peak_rss_workers_mib"],
                 }
             )
             notes.append(
@@ -348,7 +367,8 @@ def main() -> None:
             "graphs with `CrystalGraphTransformer(cache=False, n_jobs=...)`, worker start "
             "included. Peak RSS of that process (which holds all pymatgen structures) is "
             "`resource.getrusage(RUSAGE_SELF).ru_maxrss`; that of its workers is their "
-            "`VmHWM` in `/proc` just before they are shut down. " + "; ".join(notes) + ".",
+            "`VmHWM` in `/proc` just before they are shut down; the last column adds them "
+            "all (an upper bound: the peaks need not coincide). " + "; ".join(notes) + ".",
             "",
             markdown_table(full_rows),
         ]

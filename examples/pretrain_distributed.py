@@ -5,11 +5,13 @@ Start one process per GPU, or several CPU processes (backend ``gloo``), with tor
     torchrun --standalone --nproc_per_node 2 examples/pretrain_distributed.py --limit 2000
     torchrun --standalone --nproc_per_node 2 examples/pretrain_distributed.py --smoke
 
-Every rank parses the same structures (the parsed set is cached) and builds their graphs,
-trains on its share with gradients averaged across ranks
-(:func:`skcrystal.distributed.fit_data_parallel`), then checks that all ranks hold the
-same weights; rank 0 saves the teacher with :func:`skcrystal.hub.save_model` and writes a
-JSON summary. See docs/cluster.md for clusters (SLURM) and GPUs.
+Rank 0 builds the graphs into an on-disk :class:`~skcrystal.graphs.GraphStore` (``--store``,
+default ``OUT/graphs``; an existing store is reused, an interrupted one resumed) while the
+other ranks wait; then every rank opens the store and trains on its share, reading only its
+own mini-batches from disk, with gradients averaged across ranks
+(:func:`skcrystal.distributed.fit_data_parallel`), and checks that all ranks hold the same
+weights; rank 0 saves the teacher with :func:`skcrystal.hub.save_model` and writes a JSON
+summary. See docs/cluster.md for clusters (SLURM) and GPUs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import distributed as dist
 from skcrystal import CrysGNNPretrainer, CrystalGraphTransformer
 from skcrystal.datasets import load_mp_formation_energy
 from skcrystal.distributed import fit_data_parallel, parameters_agree
+from skcrystal.graphs import GraphStore
 from skcrystal.hub import save_model
 
 
@@ -34,6 +37,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="60 structures, 2 epochs")
     parser.add_argument("--out", default="crysgnn-distributed", help="output folder")
+    parser.add_argument("--store", help="graph store folder (default: OUT/graphs)")
     args = parser.parse_args()
     limit, epochs = (60, 2) if args.smoke else (args.limit, args.epochs)
 
@@ -43,8 +47,13 @@ def main() -> None:
     device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if cuda else "cpu"
     torch.set_num_threads(1)
 
-    structures = load_mp_formation_energy(limit=limit).structure
-    graphs = CrystalGraphTransformer(symmetry=True).transform(structures)
+    store_path = Path(args.store or Path(args.out) / "graphs")
+    if rank == 0 and not (store_path.exists() and GraphStore.open(store_path).complete):
+        structures = load_mp_formation_energy(limit=limit).structure
+        transformer = CrystalGraphTransformer(symmetry=True)
+        GraphStore.create(store_path, transformer, structures, chunk_size=10_000)
+    dist.barrier()  # the store is complete for every rank
+    graphs = GraphStore.open(store_path)
     teacher = CrysGNNPretrainer(batch_size=32, random_state=0, device=device)
     fit_data_parallel(teacher, graphs, max_epochs=epochs)
     agree = parameters_agree(teacher.module_.cpu())

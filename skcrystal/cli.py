@@ -3,7 +3,8 @@
 Examples
 --------
 ``skcrystal demo``                  predict bundled example crystals, write a plot
-``skcrystal predict MODEL a.cif b.vasp folder/ 'data/**/*.cif' [--interval 0.9] [--csv out.csv]``
+``skcrystal predict MODEL a.cif b.vasp folder/ 'data/**/*.cif' list.csv [--interval 0.9]``
+    ``[--out predictions.csv [--resume]]``
 ``skcrystal models``                list the bundled models
 ``skcrystal fit --data DIR_OR_CSV --model cgcnn|crysxpp|distilled|alignn --out model.safetensors``
                                     (``--members 3 --calibrate 0.2``: an ensemble with
@@ -12,9 +13,15 @@ Examples
 ``skcrystal explain MODEL``          importance of each element property (CrysXPP models)
 
 ``predict`` takes files, folders (their ``*.cif``, ``*.vasp``, ``POSCAR*`` and ``CONTCAR*``
-files, any case, not searched recursively) and glob patterns, which the command expands
-itself when quoted (``**`` matches any depth); a folder or pattern without a match is an
-error.
+files, any case, not searched recursively), glob patterns, which the command expands
+itself when quoted (``**`` matches any depth), and CSV files whose first column lists
+structure files (relative to the CSV; a header line first); a folder or pattern without a
+match is an error. It reads, builds and predicts ``--chunk-size`` files at a time, with a
+progress bar, so memory stays bounded for any number of files. ``--out`` is written as
+it goes; a file that cannot be read or turned into a graph does not stop the run: it is
+listed with the reason in ``--errors`` (default ``OUT.errors.csv``; without ``--out``, on
+stderr), and the command ends with exit code 1 saying how many failed. ``--resume``
+continues an interrupted run, skipping the files already in either file.
 
 ``--data`` is a folder (or .tar.gz/.tar.xz archive) in the CGCNN layout (a headerless
 ``id_prop.csv`` of ``id,target`` rows, plus ``<id>.cif`` per crystal, or the file named by
@@ -34,6 +41,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -114,12 +122,24 @@ def _pattern_files(pattern: str) -> list[Path]:
     return files
 
 
+def _listed_files(table: Path) -> list[Path]:
+    """The files in the first column of a CSV (a header line first), relative to it."""
+    listed = pd.read_csv(table, usecols=[0], dtype=str).iloc[:, 0]
+    if listed.isna().any():
+        row = int(np.flatnonzero(listed.isna())[0]) + 2
+        raise ValueError(f"{table}, line {row}: the first column names no file")
+    return [table.parent / name for name in listed]
+
+
 def _expand_inputs(arguments: list[Path]) -> list[Path]:
-    """The structure files named by ``predict``'s arguments: files, folders and patterns."""
+    """The structure files named by ``predict``'s arguments: files, folders, patterns and
+    CSV lists of files."""
     files = []
     for argument in arguments:
         if argument.is_dir():
             files += _folder_files(argument)
+        elif argument.suffix.lower() == ".csv" and argument.is_file():
+            files += _listed_files(argument)
         elif argument.exists():
             files.append(argument)
         elif any(char in str(argument) for char in "*?["):
@@ -129,49 +149,103 @@ def _expand_inputs(arguments: list[Path]) -> list[Path]:
     return files
 
 
-def _predict(args: argparse.Namespace) -> None:
-    import inspect
-
-    import numpy as np
+def _check_model(model, name: str, interval: float | None) -> None:
     from sklearn.base import is_regressor
 
-    from skcrystal.hub import load_model
-
-    files = [str(f) for f in _expand_inputs(args.files)]
-    model = load_model(args.model)
     if not is_regressor(model):  # pretrainers have no property head
         raise ValueError(
-            f"{args.model} is a {type(model).__name__}, a pretrained encoder without a "
+            f"{name} is a {type(model).__name__}, a pretrained encoder without a "
             "property head; predict with a regressor (see `skcrystal models`)"
         )
-    if args.interval is not None and not hasattr(model, "predict_interval"):
+    if interval is not None and not hasattr(model, "predict_interval"):
         raise ValueError(
-            f"{args.model} is a {type(model).__name__}, which has no calibration for "
+            f"{name} is a {type(model).__name__}, which has no calibration for "
             "intervals; --interval needs a model saved from a ConformalRegressor "
             "(`skcrystal fit ... --calibrate 0.2`)"
         )
-    if "return_std" in inspect.signature(model.predict).parameters:  # an ensemble
-        mean, std = model.predict(files, return_std=True)
-        columns = {"prediction": mean, "std": std}
-    else:
-        columns = {"prediction": model.predict(files)}
-    if args.interval is not None:
-        columns["lower"], columns["upper"] = model.predict_interval(files, coverage=args.interval)
-    frame = pd.concat(
-        {
-            name: pd.DataFrame(np.reshape(values, (len(files), -1)))
-            for name, values in columns.items()
-        },
-        axis=1,
+
+
+def _complete_lines(path: Path) -> None:
+    """Cut a partly written last line (a run killed while writing it) off ``path``."""
+    text = path.read_bytes()
+    if text and not text.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(text.rfind(b"\n") + 1)
+
+
+def _done_files(out: Path, errors: Path) -> set[str]:
+    """The files an earlier run of ``predict --out`` already predicted or reported."""
+    done: set[str] = set()
+    for path in (out, errors):
+        if path.exists():
+            _complete_lines(path)
+            if path.stat().st_size:
+                done.update(pd.read_csv(path, usecols=["file"], dtype=str)["file"])
+    return done
+
+
+def _append_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Append rows to ``path`` in one write (with the header if the file is new)."""
+    header = not path.exists() or path.stat().st_size == 0
+    with open(path, "a") as f:
+        f.write(frame.to_csv(header=header))
+        f.flush()
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from tqdm.auto import tqdm
+
+    from skcrystal.hub import load_model
+    from skcrystal.screening import iter_predictions
+
+    files = [str(f) for f in _expand_inputs(args.files)]
+    model = load_model(args.model)
+    _check_model(model, args.model, args.interval)
+    out = args.out
+    report = args.errors or (out.with_name(out.stem + ".errors.csv") if out else None)
+    todo = files
+    if args.resume:
+        if out is None:
+            raise ValueError("--resume continues the file of --out: give --out")
+        done = _done_files(out, report)
+        todo = [f for f in files if f not in done]
+        print(f"Resuming: {len(files) - len(todo)} of {len(files)} files done before")
+    else:  # a new run replaces the files of an earlier one
+        for path in (out, report):
+            if path is not None:
+                path.unlink(missing_ok=True)
+    tables, failed = [], []
+    progress = tqdm(total=len(todo), unit="crystal", disable=None, desc="predict")
+    chunks = iter_predictions(
+        model, todo, ids=todo, chunk_size=args.chunk_size, coverage=args.interval
     )
-    single = frame.columns.get_level_values(1).max() == 0
-    frame.columns = [name if single else f"{name}_{i}" for name, i in frame.columns]
-    frame.index = pd.Index(files, name="file")
-    if args.csv:
-        frame.to_csv(args.csv)
-        print(f"Wrote {args.csv}")
-    else:
-        print(frame.to_string())
+    for chunk in chunks:
+        table = chunk.table.rename_axis("file")
+        errors = pd.DataFrame(chunk.errors, columns=["file", "error"]).set_index("file")
+        if out is None:
+            tables.append(table)
+        elif len(table):
+            _append_csv(table, out)
+        if report is not None and len(errors):
+            _append_csv(errors, report)
+        failed += chunk.errors
+        progress.update(len(table) + len(errors))
+    progress.close()
+    if out is not None:
+        print(f"Wrote {out}")
+    elif any(len(t) for t in tables):
+        print(pd.concat([t for t in tables if len(t)]).to_string())
+    if report is None:
+        for file, message in failed:
+            print(f"{file}: {message}", file=sys.stderr)
+    elif report.exists():  # this run's failures and, resuming, the earlier ones
+        failed = list(pd.read_csv(report, dtype=str).itertuples(index=False, name=None))
+    if failed:
+        where = f"listed in {report}" if report else "listed above"
+        raise ValueError(
+            f"{len(failed)} of {len(files)} files could not be predicted ({where}); "
+            f"the first: {failed[0][1]}"
+        )
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -262,8 +336,6 @@ def _coverage(text: str) -> float:
 
 
 def _fit(args: argparse.Namespace) -> None:
-    import numpy as np
-
     from skcrystal import ALIGNNRegressor, CGCNNRegressor, CrysXPPRegressor, DistilledRegressor
     from skcrystal.hub import save_model
     from skcrystal.uncertainty import ConformalRegressor, EnsembleRegressor
@@ -361,7 +433,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="COVERAGE",
         help="also print conformal intervals of this coverage, e.g. 0.9 (calibrated models)",
     )
-    predict.add_argument("--csv", type=Path, help="write the table to this CSV file")
+    predict.add_argument(
+        "--out",
+        "--csv",
+        type=Path,
+        help="write the predictions to this CSV file as they are made (one row per file)",
+    )
+    predict.add_argument(
+        "--errors",
+        type=Path,
+        help="CSV of the files that could not be predicted and why (default: beside --out, "
+        "named OUT.errors.csv)",
+    )
+    predict.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run: skip the files already in --out or --errors",
+    )
+    predict.add_argument(
+        "--chunk-size", type=int, default=1000, help="files read and predicted at a time"
+    )
     predict.set_defaults(run=_predict)
     models = commands.add_parser("models", help="list the bundled models")
     models.set_defaults(run=_models)

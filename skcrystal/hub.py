@@ -208,14 +208,11 @@ def save_model(estimator: Any, path: str | os.PathLike, **card: Any) -> Path:
     """
     tensors, description, network = _parts(estimator)
     table: AtomFeatureTable = network.graph_builder_.fit().atom_feature_table_
-    tensors[_TABLE_PREFIX + "values"] = torch.from_numpy(np.array(table.values, dtype=np.float32))
-    tensors[_TABLE_PREFIX + "known"] = torch.from_numpy(table.known.astype(np.uint8))
+    table_arrays, table_info = table.to_state()
+    for name, array in table_arrays.items():
+        tensors[_TABLE_PREFIX + name] = torch.from_numpy(array)
     description.update(
-        atom_features={
-            "name": table.name,
-            "feature_names": list(table.feature_names),
-            "properties": list(table.properties),
-        },
+        atom_features=table_info,
         versions=_library_versions(),
         card=card,
     )
@@ -323,14 +320,8 @@ def load_model(name_or_path: str | os.PathLike, device: str = "cpu") -> Any:
     path = _resolve(name_or_path)
     description = model_card(path)
     tensors = load_file(str(path))
-    table_info = description["atom_features"]
-    table = AtomFeatureTable(
-        name=table_info["name"],
-        values=tensors.pop(_TABLE_PREFIX + "values").numpy(),
-        known=tensors.pop(_TABLE_PREFIX + "known").numpy().astype(bool),
-        feature_names=tuple(table_info["feature_names"]),
-        properties=tuple(table_info["properties"]),
-    )
+    table_arrays = {name: tensors.pop(_TABLE_PREFIX + name).numpy() for name in ("values", "known")}
+    table = AtomFeatureTable.from_state(table_arrays, description["atom_features"])
     return _build(description, tensors, table, path, device)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from skcrystal import CrysGNNPretrainer
 from skcrystal.distributed import fit_data_parallel
+from skcrystal.graphs import GraphStore
 from skcrystal.hub import load_model
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pretrain_distributed.py"
@@ -27,6 +28,8 @@ def test_two_gloo_ranks_train_in_step(tmp_path, data_home):
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["crystals"] == 60
+    store = GraphStore.open(tmp_path / "graphs")  # rank 0 built it; both ranks read it
+    assert (len(store), store.complete, store.symmetry) == (60, True, True)
     assert summary["identical_parameters_on_all_ranks"] is True
     losses = summary["epoch_losses_rank0"]
     assert len(losses) == 2 and losses[1] < losses[0]

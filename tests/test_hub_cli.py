@@ -75,8 +75,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.cif"
     bad.write_text("not a cif")
     assert main(["predict", "cgcnn-mp-formation-energy", str(bad)]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("skcrystal predict: error: X[0]") and "\n" not in err
+    listed, summary = capsys.readouterr().err.strip().split("\n")  # one line each
+    assert listed.startswith(f"{bad}: X[0]")
+    assert summary.startswith("skcrystal predict: error: 1 of 1 files could not be predicted")
 
 
 def test_cli_demo_runs_offline(tmp_path, capsys):

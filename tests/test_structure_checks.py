@@ -291,3 +291,20 @@ def test_graphs_refuse_to_become_a_numpy_array(mp_subset):
     graphs = CrystalGraphTransformer().transform(mp_subset.structure.iloc[:5])
     with pytest.raises(TypeError, match="cannot be converted to a numpy array: index it"):
         np.asarray(graphs)
+
+
+def test_read_errors_are_one_line(monkeypatch):
+    """A parser's message with line breaks (pymatgen's CIF errors have them) becomes one
+    line, so the CLI's error report and stderr keep one line per file."""
+    import skcrystal.graphs.inputs as inputs
+
+    def parse_badly(source, from_file):
+        raise ValueError("No structure parsed for section 1 in CIF.\n'_atom_site_label'")
+
+    monkeypatch.setattr(inputs, "_parse_cif", parse_badly)
+    with pytest.raises(ValueError) as caught:
+        inputs.to_structure("data_x\n_cell_length_a 3\n", 4)
+    assert str(caught.value) == (
+        "X[4]: could not read a structure from CIF text: No structure parsed for section 1 "
+        "in CIF. '_atom_site_label'"
+    )

@@ -25,7 +25,7 @@ from torch.utils.data import Subset
 
 from skcrystal.estimators.callbacks import LearningRateSchedule, ValidMAE
 from skcrystal.estimators.data import CrystalGraphDataset, root_dataset
-from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
+from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer, GraphStore
 from skcrystal.graphs.atom_features import get_atom_feature_table
 from skcrystal.nn.batch import CrystalBatch
 from skcrystal.nn.layers import GaussianExpansion, mean_pool
@@ -321,8 +321,8 @@ class CrystalGraphNet(NeuralNet):
         """The graph builder used when ``graph_builder`` is None."""
         return CrystalGraphTransformer(neighbor_rule=self.default_neighbor_rule)
 
-    def _to_graphs(self, X: Any) -> CrystalGraphs:
-        if isinstance(X, CrystalGraphs):
+    def _to_graphs(self, X: Any) -> CrystalGraphs | GraphStore:
+        if isinstance(X, (CrystalGraphs, GraphStore)):  # a store is read batch by batch
             return X
         if isinstance(X, (list, tuple)) and X and all(isinstance(x, CrystalGraphs) for x in X):
             return CrystalGraphs.concatenate(X)  # scikit-learn's list indexing of CrystalGraphs

@@ -208,6 +208,38 @@ class AtomFeatureTable:
         """Largest atomic number with a row (known or not)."""
         return int(self.values.shape[0] - 1)
 
+    def to_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The table as arrays (``values``, ``known``) and JSON-ready text, for a file.
+
+        :meth:`from_state` makes the same table again; model files and graph stores keep
+        their table this way, so that they never depend on how a table was made.
+
+        Examples
+        --------
+        >>> table = cgcnn_atom_features()
+        >>> same = AtomFeatureTable.from_state(*table.to_state())
+        >>> same.name, bool((same.values == table.values).all() & (same.known == table.known).all())
+        ('cgcnn', True)
+        """
+        arrays = {"values": np.array(self.values), "known": self.known.astype(np.uint8)}
+        info = {
+            "name": self.name,
+            "feature_names": list(self.feature_names),
+            "properties": list(self.properties),
+        }
+        return arrays, info
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> AtomFeatureTable:
+        """The table that :meth:`to_state` gave ``arrays`` and ``info`` for."""
+        return cls(
+            name=info["name"],
+            values=np.asarray(arrays["values"]),
+            known=np.asarray(arrays["known"]).astype(bool),
+            feature_names=tuple(info["feature_names"]),
+            properties=tuple(info["properties"]),
+        )
+
     def __repr__(self) -> str:
         return (
             f"AtomFeatureTable(name={self.name!r}, n_features={self.n_features}, "

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 from pymatgen.analysis.molecule_structure_comparator import CovalentRadius
-from pymatgen.core import DummySpecies, Element, Structure
+from pymatgen.core import Element, Structure
 
+from skcrystal.graphs.arrays import CrystalArrays, crystal_arrays
 from skcrystal.graphs.container import GraphParts
 from skcrystal.graphs.neighbors import (
     NeighborList,
@@ -68,56 +69,44 @@ def describe(structure: Structure, index: int) -> str:
         return f"X[{index}]"
 
 
-def _element_z(species, structure: Structure, index: int, site_index: int) -> int:
-    """Atomic number of a site's species, or a ValueError for a dummy or placeholder one."""
-    if isinstance(species, DummySpecies) or not 1 <= getattr(species, "Z", 0) <= 118:
-        raise ValueError(
-            f"{describe(structure, index)}: site {site_index} holds {species!s}, which is not "
-            "a chemical element (a dummy or placeholder species); replace it by an element "
-            "or remove the site"
-        )
-    return species.Z
+def _named(crystal: CrystalArrays, structure: Structure | None) -> Structure:
+    """The structure that messages name the crystal and its sites after: ``structure``, or
+    else one rebuilt from the arrays (plain elements, so the same names)."""
+    return crystal.to_structure() if structure is None else structure
 
 
-def _species(structure: Structure, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-site species: counts, atomic numbers and occupancies (CSR over sites)."""
-    if structure.is_ordered:
-        z = np.asarray(structure.atomic_numbers, np.int64)  # a DummySpecies' is a hash
-        if not np.all((z >= 1) & (z <= 118)):
-            site = int(np.flatnonzero((z < 1) | (z > 118))[0])
-            _element_z(structure[site].specie, structure, index, site)
-        n_sites = len(z)
-        return np.ones(n_sites, np.int16), z.astype(np.int16), np.ones(n_sites, np.float32)
-    counts, zs, occupancies = [], [], []
-    for site_index, site in enumerate(structure):
-        counts.append(len(site.species))
-        for species, occupancy in site.species.items():
-            zs.append(_element_z(species, structure, index, site_index))
-            occupancies.append(occupancy)
-    return (
-        np.asarray(counts, np.int16),
-        np.asarray(zs, np.int16),
-        np.asarray(occupancies, np.float32),
-    )
-
-
-def _check_geometry(structure: Structure, index: int) -> None:
+def _check_geometry(crystal: CrystalArrays, index: int, structure: Structure | None) -> None:
     def refuse(reason: str) -> ValueError:  # the formula is only worked out for errors
-        return ValueError(f"{describe(structure, index)}: {reason}")
+        return ValueError(f"{describe(_named(crystal, structure), index)}: {reason}")
 
-    if len(structure) == 0:
+    n_sites = len(crystal.frac_coords)
+    if n_sites == 0:
         raise refuse("the structure has no sites")
-    matrix = structure.lattice.matrix
-    if not np.all(np.isfinite(matrix)):
+    if not np.all(np.isfinite(crystal.lattice)):
         raise refuse("the lattice contains NaN or inf")
-    volume = abs(np.linalg.det(matrix))
-    if volume < 1e-3 * len(structure):
+    volume = abs(np.linalg.det(crystal.lattice))
+    if volume < 1e-3 * n_sites:
         raise refuse(
-            f"degenerate lattice (cell volume {volume:.3g} Å^3 for {len(structure)} sites); "
+            f"degenerate lattice (cell volume {volume:.3g} Å^3 for {n_sites} sites); "
             "a crystal needs three independent lattice vectors"
         )
-    if not np.all(np.isfinite(structure.frac_coords)):
+    if not np.all(np.isfinite(crystal.frac_coords)):
         raise refuse("site coordinates contain NaN or inf")
+
+
+def _check_species(crystal: CrystalArrays, index: int, structure: Structure | None) -> None:
+    """Refuse a site that holds a dummy or placeholder species (atomic number 0)."""
+    if crystal.species_z.all():
+        return
+    entry = int(np.flatnonzero(crystal.species_z == 0)[0])
+    first = np.cumsum(crystal.species_count) - crystal.species_count
+    site = int(np.searchsorted(first, entry, side="right") - 1)
+    named = _named(crystal, structure)
+    species = list(named[site].species)[entry - int(first[site])]
+    raise ValueError(
+        f"{describe(named, index)}: site {site} holds {species!s}, which is not a chemical "
+        "element (a dummy or placeholder species); replace it by an element or remove the site"
+    )
 
 
 def _per_site(
@@ -132,8 +121,9 @@ def _per_site(
 
 
 def _check_distances(
-    structure: Structure,
+    crystal: CrystalArrays,
     index: int,
+    structure: Structure | None,
     pairs: NeighborList,
     radius: np.ndarray,
     occupancy: np.ndarray,
@@ -153,15 +143,16 @@ def _check_distances(
     worst = close[np.flatnonzero(refused)[np.argmin(ratio[refused])]]
     i, j = sorted((int(pairs.center[worst]), int(pairs.neighbor[worst])))
     distance = float(pairs.distance[worst])
+    named = _named(crystal, structure)
     if i == j:
-        where = f"site {i} ({structure[i].species_string}) is {distance:.3f} Å from its own image"
+        where = f"site {i} ({named[i].species_string}) is {distance:.3f} Å from its own image"
     else:
         where = (
-            f"sites {i} ({structure[i].species_string}) and {j} ({structure[j].species_string}) "
+            f"sites {i} ({named[i].species_string}) and {j} ({named[j].species_string}) "
             f"are {distance:.3f} Å apart"
         )
     raise ValueError(
-        f"{describe(structure, index)}: {where}, less than min_distance_ratio="
+        f"{describe(named, index)}: {where}, less than min_distance_ratio="
         f"{min_distance_ratio:g} times the sum of their covalent radii ({radius[i]:.2f} + "
         f"{radius[j]:.2f} Å): atoms cannot overlap like this. Fix the structure, or pass "
         "min_distance_ratio=0 to CrystalGraphTransformer to accept it"
@@ -172,10 +163,14 @@ _FRAGMENT_SHAPE = {0: "a molecule or cluster", 1: "a chain", 2: "a slab or layer
 
 
 def _periodicity_warning(
-    structure: Structure, pairs: NeighborList, edges: NeighborList, cutoff: float
+    crystal: CrystalArrays,
+    structure: Structure | None,
+    pairs: NeighborList,
+    edges: NeighborList,
+    cutoff: float,
 ) -> str | None:
     """Why the pairs within ``cutoff`` do not link a bulk crystal, or None if they do."""
-    n_sites = len(structure)
+    n_sites = len(crystal.frac_coords)
     if links_bulk_crystal(n_sites, pairs, edges):  # most crystals, in a few steps
         return None
     fragment, dimensions = periodic_dimensions(n_sites, edges)  # large cells: fewer pairs
@@ -189,19 +184,19 @@ def _periodicity_warning(
     of_fragments = f" ({len(dimensions)} fragments in all)" if len(dimensions) > 1 else ""
     return (
         f"its neighbour graph does not repeat in all three directions: the {len(sites)} "
-        f"site(s) linked to site {first} ({structure[first].species_string}) form "
-        f"{_FRAGMENT_SHAPE[int(dimensions[worst])]}, repeating in {dimensions[worst]} "
+        f"site(s) linked to site {first} ({_named(crystal, structure)[first].species_string}) "
+        f"form {_FRAGMENT_SHAPE[int(dimensions[worst])]}, repeating in {dimensions[worst]} "
         f"direction(s) only{of_fragments}, with vacuum wider than cutoff={cutoff:g} Å around "
         "it. This is not a bulk crystal, so a model trained on crystals extrapolates; pass "
         "check_periodicity=False to CrystalGraphTransformer to silence this warning"
     )
 
 
-def _bond_vectors(structure: Structure, edges: NeighborList) -> np.ndarray:
+def _bond_vectors(crystal: CrystalArrays, edges: NeighborList) -> np.ndarray:
     """Cartesian displacement (Å) from each edge's center to its neighbour's image."""
-    frac = structure.frac_coords
+    frac = crystal.frac_coords
     step = frac[edges.neighbor] + edges.image - frac[edges.center]
-    return step @ structure.lattice.matrix
+    return step @ crystal.lattice
 
 
 def crystal_graph(
@@ -268,13 +263,66 @@ min_distance_ratio=0.5 times the sum of their covalent radii (1.42 + 1.42 Å): a
 overlap like this. Fix the structure, or pass min_distance_ratio=0 to CrystalGraphTransformer \
 to accept it
     """
-    _check_geometry(structure, index)
-    species_count, species_z, species_occupancy = _species(structure, index)
-    radius, occupancy = _per_site(species_count, species_z, species_occupancy)
+    return crystal_graph_from_arrays(
+        crystal_arrays(structure),
+        index,
+        cutoff,
+        max_neighbors,
+        min_distance_ratio,
+        check_periodicity,
+        neighbor_rule,
+        structure=structure,
+    )
+
+
+def crystal_graph_from_arrays(
+    crystal: CrystalArrays,
+    index: int,
+    cutoff: float,
+    max_neighbors: int,
+    min_distance_ratio: float = 0.5,
+    check_periodicity: bool = True,
+    neighbor_rule: str = "nearest",
+    structure: Structure | None = None,
+) -> GraphParts:
+    """:func:`crystal_graph` from a crystal's arrays: the same graph, checks and messages.
+
+    Worker processes build graphs this way, without a pymatgen Structure.
+
+    Parameters
+    ----------
+    crystal : CrystalArrays
+        The crystal, from :func:`~skcrystal.graphs.arrays.crystal_arrays`.
+    index, cutoff, max_neighbors, min_distance_ratio, check_periodicity, neighbor_rule
+        As for :func:`crystal_graph`.
+    structure : pymatgen.core.Structure, optional
+        The structure the arrays were taken from, which messages name the crystal and its
+        sites after. Without it, a structure rebuilt from the arrays
+        (:meth:`~skcrystal.graphs.arrays.CrystalArrays.to_structure`) is named, which is
+        the same when ``crystal.elements_only``; give it otherwise.
+
+    Returns
+    -------
+    GraphParts
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> from skcrystal.graphs.arrays import crystal_arrays
+    >>> co = Structure(Lattice.cubic(15.0), ["C", "O"], [[0, 0, 0], [0.075, 0, 0]])
+    >>> parts = crystal_graph_from_arrays(crystal_arrays(co), 0, cutoff=8.0, max_neighbors=12)
+    >>> parts.warning  # doctest: +ELLIPSIS
+    'its neighbour graph does not repeat in all three directions: the 2 site(s) linked to \
+site 0 (C) form a molecule or cluster, ...'
+    """
+    _check_geometry(crystal, index, structure)
+    _check_species(crystal, index, structure)
+    species_occupancy = crystal.species_occupancy.astype(np.float32)
+    radius, occupancy = _per_site(crystal.species_count, crystal.species_z, species_occupancy)
     search = max(cutoff, min_distance_ratio * 2 * float(radius.max()))
-    pairs = neighbor_pairs(structure, search)
+    pairs = neighbor_pairs(crystal, search)
     if min_distance_ratio > 0:
-        _check_distances(structure, index, pairs, radius, occupancy, min_distance_ratio)
+        _check_distances(crystal, index, structure, pairs, radius, occupancy, min_distance_ratio)
     if search > cutoff:
         pairs = pairs.within(cutoff)
     if neighbor_rule == "shell":
@@ -283,24 +331,25 @@ to accept it
         edges = radius_neighbors(pairs)
     else:
         edges = nearest_neighbors(pairs, max_neighbors)
-    has_neighbor = np.zeros(len(structure), dtype=bool)
+    has_neighbor = np.zeros(len(crystal.frac_coords), dtype=bool)
     has_neighbor[edges.center] = True
     if not has_neighbor.all():
         lonely = int(np.flatnonzero(~has_neighbor)[0])
+        named = _named(crystal, structure)
         raise ValueError(
-            f"{describe(structure, index)}: site {lonely} ({structure[lonely].species_string}) "
+            f"{describe(named, index)}: site {lonely} ({named[lonely].species_string}) "
             f"has no neighbour within cutoff={cutoff} Å; use a larger cutoff"
         )
     warning = None
     if check_periodicity:
-        warning = _periodicity_warning(structure, pairs, edges, cutoff)
+        warning = _periodicity_warning(crystal, structure, pairs, edges, cutoff)
     return GraphParts(
-        species_count,
-        species_z,
+        crystal.species_count,
+        crystal.species_z,
         species_occupancy,
         edges.center.astype(np.int32),
         edges.neighbor.astype(np.int32),
         edges.distance.astype(np.float32),
-        _bond_vectors(structure, edges).astype(np.float32),
+        _bond_vectors(crystal, edges).astype(np.float32),
         warning=warning,
     )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterable
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pymatgen.core import IStructure, PeriodicSite, Structure
@@ -31,6 +32,10 @@ QUIET_NOTES = (
 
 #: pymatgen's warning that it made elements up (H, He, ...) for a POSCAR that names none.
 _INVENTED_ELEMENTS = "Elements in POSCAR cannot be determined"
+
+#: Held while warnings are recorded: ``warnings.catch_warnings`` changes the state of the
+#: whole process, which two threads (joblib's threading backend) must not do at once.
+RECORDING = threading.RLock()
 
 
 def as_item_list(X: Any) -> list:
@@ -180,13 +185,14 @@ def _parse_other(source: str, from_file: bool) -> tuple[Structure, list[str]]:
 def _read(parse: Callable[[], tuple[Structure, list[str]]], what: str, index: int) -> Structure:
     """``parse()``, with pymatgen's warnings passed on and its errors naming the item."""
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with RECORDING, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             structure, notes = parse()
     except _Refused as err:
         raise ValueError(f"X[{index}] ({what}): {err}") from None
     except Exception as err:  # pymatgen raises many types for unreadable files
-        raise ValueError(f"X[{index}]: could not read a structure from {what}: {err}") from err
+        reason = " ".join(str(err).split())  # one line: pymatgen's may hold line breaks
+        raise ValueError(f"X[{index}]: could not read a structure from {what}: {reason}") from err
     for warning in caught:
         if not issubclass(warning.category, UserWarning):  # not about the data: as it was
             warnings.warn_explicit(
@@ -203,3 +209,38 @@ def _read(parse: Callable[[], tuple[Structure, list[str]]], what: str, index: in
         if not any(quiet in note for quiet in QUIET_NOTES):
             warnings.warn(f"X[{index}] ({what}): {note}", StructureWarning, stacklevel=2)
     return structure
+
+
+class Reading(NamedTuple):
+    """What :func:`read_recorded` made of one item of ``X``."""
+
+    structure: Structure | None  # None if it could not be read
+    error: ValueError | None  # why not, naming the item
+    warnings: list[tuple[Warning, str, int]]  # given while reading: (warning, file, line)
+
+
+def read_recorded(item: Any, index: int) -> Reading:
+    """:func:`to_structure`, with the warnings it gives recorded instead of given.
+
+    A worker process reads items this way: its warnings would not reach the user, so it
+    returns them, and the main process gives them (:func:`give_warnings`) in item order.
+
+    Examples
+    --------
+    >>> reading = read_recorded("data_x\\n_cell_length_a 3\\n", 7)
+    >>> reading.structure, str(reading.error)[:46]
+    (None, 'X[7]: could not read a structure from CIF text')
+    """
+    with RECORDING, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            structure, error = to_structure(item, index), None
+        except ValueError as err:
+            structure, error = None, err
+    return Reading(structure, error, [(w.message, w.filename, w.lineno) for w in caught])
+
+
+def give_warnings(recorded: list[tuple[Warning, str, int]]) -> None:
+    """Give the warnings that :func:`read_recorded` recorded, as where they were first given."""
+    for message, filename, lineno in recorded:
+        warnings.warn_explicit(message, type(message), filename, lineno)

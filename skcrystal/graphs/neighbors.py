@@ -1,6 +1,7 @@
 """Periodic neighbour search, and how far the neighbour graph repeats through the lattice.
 
-The search itself is pymatgen's cython ``Structure.get_neighbor_list``; choosing the
+The search itself is pymatgen's cython ``find_points_in_spheres``, called as
+``Structure.get_neighbor_list`` calls it but on plain arrays; choosing the
 nearest neighbours per atom is one vectorised sort, with no per-atom Python loop.
 :func:`periodic_dimensions` follows the pairs breadth-first, one vectorised step per
 level, to find the fragments of a structure and the directions in which each repeats.
@@ -11,7 +12,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from pymatgen.core import Structure
+from pymatgen.optimization.neighbors import find_points_in_spheres
+
+from skcrystal.graphs.arrays import CrystalArrays
+
+#: Two points closer than this (Å) are the same point (``Structure.get_neighbor_list``'s
+#: ``numerical_tol``): a site is not its own neighbour.
+SAME_POINT = 1e-8
 
 
 class NeighborList(NamedTuple):
@@ -32,22 +39,33 @@ class NeighborList(NamedTuple):
         return NeighborList(*(array[keep] for array in self))
 
 
-def neighbor_pairs(structure: Structure, radius: float) -> NeighborList:
+def neighbor_pairs(crystal: CrystalArrays, radius: float) -> NeighborList:
     """Every pair of sites closer than ``radius`` (Å), periodic images included.
 
     A site paired with its own image counts; a site with itself at zero distance does
-    not. Two distinct sites at the same position are a pair at distance 0.
+    not. Two distinct sites at the same position are a pair at distance 0. The pairs are
+    those of pymatgen's ``Structure.get_neighbor_list(r=radius)``, in its order.
 
     Examples
     --------
     >>> from pymatgen.core import Lattice, Structure
+    >>> from skcrystal.graphs.arrays import crystal_arrays
     >>> cscl = Structure(Lattice.cubic(4.1), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    >>> pairs = neighbor_pairs(cscl, 4.0)
+    >>> pairs = neighbor_pairs(crystal_arrays(cscl), 4.0)
     >>> len(pairs.center), sorted(set(pairs.distance.round(3).tolist()))
     (16, [3.551])
     """
-    center, neighbor, image, distance = structure.get_neighbor_list(r=radius)
-    return NeighborList(center, neighbor, distance, image)
+    cart_coords = np.ascontiguousarray(crystal.cart_coords, dtype=float)
+    center, neighbor, image, distance = find_points_in_spheres(
+        cart_coords,
+        cart_coords,
+        r=radius,
+        pbc=np.ascontiguousarray(crystal.pbc, dtype=np.int64),
+        lattice=np.ascontiguousarray(crystal.lattice, dtype=float),
+        tol=SAME_POINT,
+    )
+    keep = ~((center == neighbor) & (distance <= SAME_POINT))
+    return NeighborList(center[keep], neighbor[keep], distance[keep], image[keep])
 
 
 def nearest_neighbors(pairs: NeighborList, max_neighbors: int) -> NeighborList:
@@ -71,8 +89,10 @@ def nearest_neighbors(pairs: NeighborList, max_neighbors: int) -> NeighborList:
     Examples
     --------
     >>> from pymatgen.core import Lattice, Structure
+    >>> from skcrystal.graphs.arrays import crystal_arrays
     >>> cscl = Structure(Lattice.cubic(4.1), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    >>> nl = nearest_neighbors(neighbor_pairs(cscl, 5.0).within(4.0), max_neighbors=8)
+    >>> pairs = neighbor_pairs(crystal_arrays(cscl), 5.0)
+    >>> nl = nearest_neighbors(pairs.within(4.0), max_neighbors=8)
     >>> nl.center.tolist()[:8] == [0] * 8, round(float(nl.distance[0]), 3)
     (True, 3.551)
     """
@@ -90,8 +110,10 @@ def radius_neighbors(pairs: NeighborList) -> NeighborList:
     Examples
     --------
     >>> from pymatgen.core import Lattice, Structure
+    >>> from skcrystal.graphs.arrays import crystal_arrays
     >>> si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]])
-    >>> len(radius_neighbors(neighbor_pairs(si, 4.0)).center)  # 4 + 12 neighbours per atom
+    >>> pairs = neighbor_pairs(crystal_arrays(si), 4.0)
+    >>> len(radius_neighbors(pairs).center)  # 4 + 12 neighbours per atom
     128
     """
     order = np.lexsort((pairs.distance, pairs.center))
@@ -121,8 +143,9 @@ def neighbor_shells(pairs: NeighborList, max_neighbors: int) -> NeighborList:
     Examples
     --------
     >>> from pymatgen.core import Lattice, Structure
+    >>> from skcrystal.graphs.arrays import crystal_arrays
     >>> si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]])
-    >>> pairs = neighbor_pairs(si, 5.0)
+    >>> pairs = neighbor_pairs(crystal_arrays(si), 5.0)
     >>> len(nearest_neighbors(pairs, 12).center), len(neighbor_shells(pairs, 12).center)
     (96, 128)
     """
@@ -182,8 +205,9 @@ def periodic_dimensions(n_sites: int, pairs: NeighborList) -> tuple[np.ndarray, 
     Examples
     --------
     >>> from pymatgen.core import Lattice, Structure
+    >>> from skcrystal.graphs.arrays import crystal_arrays
     >>> co = Structure(Lattice.cubic(15.0), ["C", "O"], [[0, 0, 0], [0.075, 0, 0]])
-    >>> fragment, dimensions = periodic_dimensions(2, neighbor_pairs(co, 8.0))
+    >>> fragment, dimensions = periodic_dimensions(2, neighbor_pairs(crystal_arrays(co), 8.0))
     >>> fragment.tolist(), dimensions.tolist()  # one molecule, repeating in no direction
     ([0, 0], [0])
     """
@@ -222,8 +246,9 @@ def links_bulk_crystal(n_sites: int, pairs: NeighborList, edges: NeighborList) -
     Examples
     --------
     >>> from pymatgen.core import Lattice, Structure
+    >>> from skcrystal.graphs.arrays import crystal_arrays
     >>> cscl = Structure(Lattice.cubic(4.1), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    >>> pairs = neighbor_pairs(cscl, 8.0)
+    >>> pairs = neighbor_pairs(crystal_arrays(cscl), 8.0)
     >>> links_bulk_crystal(2, pairs, nearest_neighbors(pairs, 12))
     True
     """

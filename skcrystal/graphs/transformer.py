@@ -4,31 +4,148 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
+from pymatgen.core import Element, IStructure, Structure
 from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm.auto import tqdm
 
+from skcrystal.graphs.arrays import CrystalArrays, Packed, crystal_arrays, pack, unpack
 from skcrystal.graphs.atom_features import AtomFeatureTable, get_atom_feature_table
-from skcrystal.graphs.build import NEIGHBOR_RULES, StructureWarning, crystal_graph, describe
-from skcrystal.graphs.cache import GRAPH_CACHE, structure_key
+from skcrystal.graphs.build import (
+    NEIGHBOR_RULES,
+    StructureWarning,
+    crystal_graph,
+    crystal_graph_from_arrays,
+    describe,
+)
+from skcrystal.graphs.cache import GRAPH_CACHE, crystal_key, structure_key
 from skcrystal.graphs.container import CrystalGraphs, GraphParts
-from skcrystal.graphs.inputs import as_item_list, to_structure
+from skcrystal.graphs.inputs import Reading, as_item_list, give_warnings, read_recorded
 from skcrystal.graphs.symmetry import space_group_number
 
 # Space group numbers already found in this process, by structure digest (a few bytes each).
 SPACE_GROUP_CACHE: dict[bytes, int] = {}
 
+#: Chunks of work sent to each worker: enough to share the work out evenly, few enough
+#: that sending them costs little.
+CHUNKS_PER_WORKER = 8
 
-def _build_chunk(items: list[tuple[int, Any]], *settings) -> list[GraphParts]:
-    return [crystal_graph(s, i, *settings) for i, s in items]
+#: Fewer items than this are built in the calling process: starting or feeding workers
+#: would cost more than it saves.
+MIN_PARALLEL_ITEMS = 64
 
 
-def _space_group_chunk(items: list[tuple[int, Any]]) -> list[int]:
-    return [space_group_number(s) for _, s in items]
+class GraphReport(NamedTuple):
+    """What :meth:`CrystalGraphTransformer.transform_report` made of the items of ``X``.
+
+    Every item is either in ``index`` or in ``errors``, never in both.
+    """
+
+    graphs: CrystalGraphs  # of the items that could be read and built, in input order
+    index: np.ndarray  # (len(graphs),) int64: start + the position in X of each graph's item
+    errors: list[tuple[int, str]]  # (start + position, message) of every other item, in order
+
+
+class _Built(NamedTuple):
+    """What became of one item of ``X``: built in a worker, or found in the cache."""
+
+    parts: GraphParts | None = None  # its graph, None if it has none
+    error: ValueError | None = None  # why it has none, naming the item
+    unread: bool = False  # the error came while reading the item
+    warnings: tuple | list = ()  # given while reading it, recorded (read_recorded)
+    name: str | None = None  # "X[i] (formula)", where it was read by a worker
+    space_group: int | None = None  # where it was read by a worker, with symmetry=True
+
+
+def _try_graph(build, crystal, position: int, settings: tuple) -> _Built:
+    try:
+        return _Built(parts=build(crystal, position, *settings))
+    except ValueError as err:  # the crystal's fault: reported, or raised by the caller
+        return _Built(error=err)
+
+
+def _build_item(position: int, item: Any, settings: tuple, symmetry: bool) -> _Built:
+    """The graph of one item: a crystal's arrays, a Structure, or a file or text to read."""
+    if isinstance(item, CrystalArrays):
+        return _try_graph(crystal_graph_from_arrays, item, position, settings)
+    if isinstance(item, (Structure, IStructure)):
+        return _try_graph(crystal_graph, item, position, settings)
+    structure, error, recorded = read_recorded(item, position)
+    if structure is None:
+        return _Built(error=error, unread=True, warnings=recorded)
+    built = _try_graph(crystal_graph, structure, position, settings)
+    found = symmetry and built.parts is not None
+    return built._replace(
+        warnings=recorded,
+        name=describe(structure, position),
+        space_group=space_group_number(structure) if found else None,
+    )
+
+
+class _Chunk(NamedTuple):
+    """Items of ``X`` sent to a worker in one piece."""
+
+    positions: list[int]  # start + i of each item: first the crystals, then the others
+    crystals: Packed  # the CrystalArrays of structures held in memory, packed
+    others: list  # structures whose species are not all elements, files and texts
+
+
+def _chunk(tasks: list[tuple[int, Any]]) -> _Chunk:
+    """``(position, item)`` pairs as a chunk, the crystals' arrays packed."""
+    crystals = [(p, item) for p, item in tasks if isinstance(item, CrystalArrays)]
+    others = [(p, item) for p, item in tasks if not isinstance(item, CrystalArrays)]
+    return _Chunk(
+        [p for p, _ in crystals + others],
+        pack(CrystalArrays, [crystal for _, crystal in crystals]),
+        [item for _, item in others],
+    )
+
+
+def _build_chunk(chunk: _Chunk, settings: tuple, symmetry: bool) -> tuple:
+    """In a worker: the positions of a chunk's items, their graphs packed, and what
+    became of each item (its graph left out)."""
+    items = [*unpack(chunk.crystals), *chunk.others]
+    built = [
+        _build_item(position, item, settings, symmetry)
+        for position, item in zip(chunk.positions, items, strict=True)
+    ]
+    parts = pack(GraphParts, [item.parts for item in built if item.parts is not None])
+    return chunk.positions, parts, [item._replace(parts=None) for item in built]
+
+
+def _unpacked(result: tuple) -> zip:
+    """The position of each item of a :func:`_build_chunk` result, and what became of it."""
+    positions, packed, built = result
+    parts = iter(unpack(packed))
+    built = [item if item.error is not None else item._replace(parts=next(parts)) for item in built]
+    return zip(positions, built, strict=True)
+
+
+def _space_group_chunk(structures: list[Structure]) -> list[int]:
+    return [space_group_number(s) for s in structures]
+
+
+def _split(tasks: list, n_jobs: int) -> list[list]:
+    """``tasks`` in consecutive chunks, :data:`CHUNKS_PER_WORKER` for each worker."""
+    if not tasks:
+        return []
+    pieces = np.array_split(np.arange(len(tasks)), min(len(tasks), CHUNKS_PER_WORKER * n_jobs))
+    return [tasks[piece[0] : piece[-1] + 1] for piece in pieces]
+
+
+def _in_memory(item: Any, position: int) -> Reading | None:
+    """The structure of an item held in memory, read here so that its graph is cached;
+    None for a file or text, which the workers read where they build its graph."""
+    if isinstance(item, (Structure, IStructure)):
+        return Reading(item, None, [])
+    if isinstance(item, (str, os.PathLike)):
+        return None
+    return read_recorded(item, position)  # an ASE Atoms, or something that is no crystal
 
 
 class GraphsOutput(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
@@ -122,10 +239,13 @@ class CrystalGraphTransformer(GraphsOutput):
         every atom within ``cutoff``, however many (MEGNet's graph, symmetric by
         construction); ``max_neighbors`` is not used.
     n_jobs : int, default=None
-        Processes used to build graphs (joblib semantics: None means 1, -1 all cores).
-        Sending pymatgen Structures to worker processes costs more than building their
-        graphs (docs/benchmarks.md, speed_graphs), so for structures already in memory
-        the default single process is the fastest today.
+        Processes used to build graphs (joblib semantics: None means 1, -1 all cores),
+        through whichever joblib backend is active (loky by default; dask or ray under
+        ``joblib.parallel_config``). Workers receive each structure as plain arrays
+        (lattice, coordinates, species), or read files and texts themselves, in chunks;
+        errors and warnings are those of one process, in item order. Fewer than
+        :data:`MIN_PARALLEL_ITEMS` items are built in the calling process. Speed-ups are
+        measured in docs/benchmarks.md (speed_graphs).
     cache : bool, default=True
         Reuse graphs already built in this process for identical structures and
         neighbour settings (bounded to 512 MB), so that cross-validation and grid search
@@ -213,6 +333,16 @@ only, ...
         self.atom_feature_table_ = self._check_params()
         return self
 
+    def _settings(self) -> tuple:
+        """The arguments of :func:`~skcrystal.graphs.build.crystal_graph` after ``index``."""
+        return (
+            float(self.cutoff),
+            int(self.max_neighbors),
+            float(self.min_distance_ratio),
+            bool(self.check_periodicity),
+            self.neighbor_rule,
+        )
+
     def transform(self, X: Any) -> CrystalGraphs:
         """Build the graphs of the crystals in ``X``.
 
@@ -232,7 +362,9 @@ only, ...
         ValueError
             Naming the item (``X[i]``) and the reason when a crystal cannot be read or
             turned into a graph (atoms too close, a dummy species, several structures in
-            one CIF, ...), or when an element has no atom feature data.
+            one CIF, ...), or when an element has no atom feature data: the first item
+            that cannot be read, else the first whose graph cannot be built, else the
+            first with such an element.
 
         Warns
         -----
@@ -240,80 +372,219 @@ only, ...
             Naming the item, for pymatgen's notes on a CIF it reads, and for a neighbour
             graph that does not repeat in all three directions.
         """
+        return self._report(X, 0, strict=True).graphs
+
+    def transform_report(self, X: Any, start: int = 0) -> GraphReport:
+        """Build the graphs of the crystals in ``X`` that can be, and say why not for the others.
+
+        Where :meth:`transform` raises for the first bad item, this reports every item it
+        could not read or build, or whose elements have no atom feature data, and builds
+        the others. Errors in the parameters or in the shape of ``X`` still raise.
+
+        Parameters
+        ----------
+        X : sequence of crystals
+            As for :meth:`transform`.
+        start : int, default=0
+            Position of ``X[0]`` in a longer stream that ``X`` is a chunk of: items are
+            named ``X[start + i]`` in messages and warnings, and numbered so in the report.
+
+        Returns
+        -------
+        GraphReport
+            ``graphs``: the graphs of the items that could be built, in input order (an
+            empty :class:`CrystalGraphs` if none could); ``index``: ``start`` plus the
+            position of each graph's item in ``X`` (int64); ``errors``: ``(start + i,
+            message)`` for every other item, in order, each message what :meth:`transform`
+            would raise for it.
+
+        Warns
+        -----
+        StructureWarning
+            As :meth:`transform`, for every item.
+
+        Examples
+        --------
+        >>> from pymatgen.core import Lattice, Structure
+        >>> cscl = Structure(Lattice.cubic(4.1), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+        >>> fe = Structure(Lattice.cubic(0.8), ["Fe"], [[0, 0, 0]])
+        >>> report = CrystalGraphTransformer().transform_report([cscl, fe, 42], start=120)
+        >>> len(report.graphs), report.index.tolist()
+        (1, [120])
+        >>> for position, message in report.errors:
+        ...     print(position, message.split(",")[0])
+        121 X[121] (Fe): site 0 (Fe) is 0.800 Å from its own image
+        122 X[122]: expected a pymatgen Structure
+        """
+        if not isinstance(start, numbers.Integral) or start < 0:
+            raise ValueError(f"start must be an int >= 0, got {start!r}")
+        return self._report(X, int(start), strict=False)
+
+    def _report(self, X: Any, start: int, strict: bool) -> GraphReport:
+        """:meth:`transform_report`; with ``strict``, raise where :meth:`transform` does.
+
+        The checks come in the order in which they were once made on all items at a time
+        (reading, then building, then elements): ``strict`` raises the first error of the
+        first stage that has one, and gives only the warnings that came before it.
+        """
         table = self._check_params()
-        settings = (
-            float(self.cutoff),
-            int(self.max_neighbors),
-            float(self.min_distance_ratio),
-            bool(self.check_periodicity),
-            self.neighbor_rule,
-        )
-        key_settings = (*settings[:4], NEIGHBOR_RULES.index(self.neighbor_rule))
         items = as_item_list(X)
-        structures = [to_structure(item, i) for i, item in enumerate(items)]
-        keys = [structure_key(s, *key_settings) for s in structures] if self.cache else []
-        parts: list[GraphParts | None] = [GRAPH_CACHE.get(k) for k in keys] or [None] * len(items)
-        missing = [i for i, p in enumerate(parts) if p is None]
-        for i, built in zip(missing, self._build(structures, missing, settings), strict=True):
-            parts[i] = built
-            if self.cache:
-                GRAPH_CACHE.put(keys[i], built)
-        for i, p in enumerate(parts):  # here, not in the workers: they do not forward warnings
-            if p.warning is not None:
-                message = f"{describe(structures[i], i)}: {p.warning}"
-                warnings.warn(message, StructureWarning, stacklevel=2)
-        space_group = self._space_groups(structures) if self.symmetry else None
+        built, structures = self._build_items(items, start)
+        errors: list[tuple[int, ValueError]] = []
+        for position, item in enumerate(built, start):
+            give_warnings(item.warnings)
+            if item.unread:
+                if strict:
+                    raise item.error
+                errors.append((position, item.error))
+        failed = [
+            (position, item.error)
+            for position, item in enumerate(built, start)
+            if item.error is not None and not item.unread
+        ]
+        if strict and failed:
+            raise failed[0][1]
+        ok = [i for i, item in enumerate(built) if item.parts is not None]
+
+        def name(i: int) -> str:  # worked out for messages only: it costs a formula
+            return built[i].name or describe(structures[i], start + i)
+
+        for i in ok:  # here, not in the workers: they do not forward warnings
+            if built[i].parts.warning is not None:
+                message = f"{name(i)}: {built[i].parts.warning}"
+                warnings.warn(message, StructureWarning, stacklevel=3)
         graphs = CrystalGraphs.from_parts(
-            parts, table, *settings[:2], self.neighbor_rule, space_group=space_group
+            [built[i].parts for i in ok],
+            table,
+            *self._settings()[:2],
+            self.neighbor_rule,
+            space_group=self._space_groups(built, structures, ok) if self.symmetry else None,
         )
-        _check_elements(graphs, structures)
-        return graphs
+        rows, z = _unknown_elements(graphs)
+        unknown = [
+            (start + ok[row], ValueError(_no_element_data(name(ok[row]), element, table)))
+            for row, element in zip(rows.tolist(), z.tolist(), strict=True)
+        ]
+        if strict and unknown:
+            raise unknown[0][1]
+        if unknown:
+            kept = np.setdiff1d(np.arange(len(graphs)), rows)
+            graphs, ok = graphs[kept], [ok[row] for row in kept.tolist()]
+        errors = sorted([*errors, *failed, *unknown], key=lambda error: error[0])
+        index = np.asarray(ok, dtype=np.int64) + start
+        return GraphReport(graphs, index, [(p, str(error)) for p, error in errors])
 
-    def _space_groups(self, structures: list) -> np.ndarray:
-        keys = [structure_key(s) for s in structures] if self.cache else []
-        numbers = [SPACE_GROUP_CACHE.get(k) for k in keys] or [None] * len(structures)
-        missing = [i for i, n in enumerate(numbers) if n is None]
-        found = self._in_chunks(_space_group_chunk, structures, missing, "space groups")
-        for i, number in zip(missing, found, strict=True):
-            numbers[i] = number
-            if self.cache:
-                SPACE_GROUP_CACHE[keys[i]] = number
-        return np.asarray(numbers, dtype=np.int16)
+    def _build_items(self, items: list, start: int) -> tuple[list[_Built], list]:
+        """What became of each item, and the structure of each one held in memory (None
+        for a file or text, which the workers read).
 
-    def _in_chunks(self, work, structures, indices, desc: str, *args) -> list:
-        """``work(items, *args)`` over ``(i, structures[i])`` for ``indices``, in joblib chunks."""
-        n_jobs = 1 if self.n_jobs is None else self.n_jobs
-        if n_jobs == 1 or len(indices) < 64:
-            progress = tqdm(indices, disable=not self.verbose, desc=desc)
-            return work([(i, structures[i]) for i in progress], *args)
-        n_chunks = 8 * Parallel(n_jobs=n_jobs)._effective_n_jobs()
-        chunks = [c.tolist() for c in np.array_split(np.asarray(indices), n_chunks) if len(c)]
-        jobs = (delayed(work)([(i, structures[i]) for i in chunk], *args) for chunk in chunks)
-        results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
-        progress = tqdm(results, total=len(chunks), disable=not self.verbose, desc=desc)
-        return [p for chunk in progress for p in chunk]
+        Structures are sent to the workers as their arrays, which pickle fast; files and
+        texts as they are, for the workers to read; a structure whose species are not all
+        plain elements as it is, so that messages name its ions as it does. Chunks are
+        made as the workers ask for work, so that they build while this process makes
+        the next.
+        """
+        settings = self._settings()
+        key_settings = (*settings[:4], NEIGHBOR_RULES.index(self.neighbor_rule))
+        readings = [_in_memory(item, start + i) for i, item in enumerate(items)]
+        built: list[_Built | None] = [None] * len(items)
+        keys: dict[int, bytes | None] = {}
 
-    def _build(self, structures, indices, settings) -> list[GraphParts]:
-        return self._in_chunks(_build_chunk, structures, indices, "crystal graphs", *settings)
+        def task(i: int) -> tuple[int, Any] | None:
+            """What to send a worker for item ``i``; None if its outcome is known here."""
+            if readings[i] is None:  # a file or text: read where it is built, not cached
+                return start + i, items[i]
+            structure, error, recorded = readings[i]
+            if structure is None:
+                built[i] = _Built(error=error, unread=True, warnings=recorded)
+                return None
+            crystal = crystal_arrays(structure)
+            if self.cache and crystal.elements_only:
+                keys[i] = crystal_key(crystal, *key_settings)
+            elif self.cache:
+                keys[i] = structure_key(structure, *key_settings)
+            cached = GRAPH_CACHE.get(keys[i]) if self.cache else None
+            if cached is not None:
+                built[i] = _Built(parts=cached, warnings=recorded)
+                return None
+            return start + i, crystal if crystal.elements_only else structure
+
+        def chunks():  # consumed by joblib as the workers ask for work
+            for piece in _split(range(len(items)), n_jobs):
+                tasks = [t for t in map(task, piece) if t is not None]
+                if tasks:
+                    yield _chunk(tasks)
+
+        n_jobs = self._n_jobs(len(items))
+        args = (settings, self.symmetry)
+        with tqdm(total=len(items), disable=not self.verbose, desc="crystal graphs") as bar:
+            done = []
+            for result in self._in_chunks(_build_chunk, chunks(), n_jobs, *args):
+                done.append(result)
+                bar.update(len(result[0]))
+        for result in done:  # all chunks made: the cache is this thread's again
+            for position, item in _unpacked(result):
+                i = position - start
+                if readings[i] is not None:  # in memory: the warnings given reading it here
+                    item = item._replace(warnings=readings[i].warnings)
+                if keys.get(i) is not None and item.parts is not None:
+                    GRAPH_CACHE.put(keys[i], item.parts)
+                built[i] = item
+        return built, [None if reading is None else reading.structure for reading in readings]
+
+    def _space_groups(self, built: list[_Built], structures: list, ok: list[int]) -> np.ndarray:
+        """Space group of each item in ``ok``: found by the worker that read it, or here."""
+        in_memory = [i for i in ok if structures[i] is not None]
+        keys = [structure_key(structures[i]) for i in in_memory] if self.cache else []
+        numbers = [SPACE_GROUP_CACHE.get(k) for k in keys] or [None] * len(in_memory)
+        missing = [structures[i] for i, n in zip(in_memory, numbers, strict=True) if n is None]
+        n_jobs = self._n_jobs(len(missing))
+        chunks = _split(missing, n_jobs)
+        done = self._in_chunks(_space_group_chunk, chunks, n_jobs)
+        progress = tqdm(done, total=len(chunks), disable=not self.verbose, desc="space groups")
+        found = (number for chunk in progress for number in chunk)
+        for j, number in enumerate(numbers):
+            if number is None:
+                numbers[j] = next(found)
+                if self.cache:
+                    SPACE_GROUP_CACHE[keys[j]] = numbers[j]
+        of_item = dict(zip(in_memory, numbers, strict=True))
+        return np.asarray([of_item.get(i, built[i].space_group) for i in ok], dtype=np.int16)
+
+    def _n_jobs(self, n_tasks: int) -> int:
+        """Processes to share ``n_tasks`` items among: 1, this one, for few items."""
+        return 1 if n_tasks < MIN_PARALLEL_ITEMS else effective_n_jobs(self.n_jobs)
+
+    def _in_chunks(self, work, chunks, n_jobs: int, *args):
+        """``work(chunk, *args)`` for each chunk, in joblib workers if ``n_jobs`` > 1: an
+        iterator over the results, in order.
+
+        ``Parallel`` is given ``n_jobs`` only, so that ``joblib.parallel_config`` picks the
+        backend (loky processes, threads, dask, ...).
+        """
+        if n_jobs == 1:
+            return (work(chunk, *args) for chunk in chunks)
+        jobs = (delayed(work)(chunk, *args) for chunk in chunks)
+        return Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
 
 
-def _check_elements(graphs: CrystalGraphs, structures: list) -> None:
-    """Refuse elements absent from the atom feature table, naming the first crystal."""
+def _unknown_elements(graphs: CrystalGraphs) -> tuple[np.ndarray, np.ndarray]:
+    """The crystals with an element that has no data in their atom feature table, and the
+    atomic number of the first such element of each."""
     table = graphs.atom_features
     z = graphs.species_z.astype(np.int64)
     known = np.zeros(len(z), dtype=bool)
     in_table = z < len(table.known)
     known[in_table] = table.known[z[in_table]]
-    if known.all():
-        return
-    entry = int(np.flatnonzero(~known)[0])
-    site = int(np.searchsorted(graphs.species_ptr, entry, side="right") - 1)
-    crystal = int(np.searchsorted(graphs.node_ptr, site, side="right") - 1)
-    from pymatgen.core import Element
+    entries = np.flatnonzero(~known)
+    sites = np.searchsorted(graphs.species_ptr, entries, side="right") - 1
+    crystals = np.searchsorted(graphs.node_ptr, sites, side="right") - 1
+    rows, first = np.unique(crystals, return_index=True)
+    return rows, z[entries[first]]
 
-    symbol = Element.from_Z(int(z[entry])).symbol
-    formula = structures[crystal].composition.reduced_formula
-    raise ValueError(
-        f"X[{crystal}] ({formula}): element {symbol} has no data in the atom feature "
+
+def _no_element_data(name: str, z: int, table: AtomFeatureTable) -> str:
+    return (
+        f"{name}: element {Element.from_Z(z).symbol} has no data in the atom feature "
         f"table {table.name!r}; remove the structure or use another atom_features table"
     )

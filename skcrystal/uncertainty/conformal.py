@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from skcrystal.graphs import CrystalGraphs
+from skcrystal.graphs import CrystalGraphs, GraphStore
 
 #: The nonconformity scores of :class:`ConformalRegressor`.
 METHODS = ("auto", "absolute", "normalized", "domain")
@@ -36,7 +36,7 @@ def _is_fitted(estimator: Any) -> bool:
 
 
 def _take(X: Any, rows: np.ndarray) -> Any:
-    if isinstance(X, CrystalGraphs):
+    if isinstance(X, (CrystalGraphs, GraphStore)):
         return X[rows]
     if hasattr(X, "iloc"):
         return X.iloc[rows]
