@@ -278,7 +278,7 @@ def test_distilled_alignn_learns_the_teacher_embeddings_through_a_projection(mp)
     assert reg.module_.projection.weight.shape == (64, 32)  # 32-wide student, 64-wide teacher
     # the teacher embedded the "nearest" graphs that the student's "shell" graphs contain
     nearest = CrystalGraphTransformer().transform(structures[:3])
-    teacher = reg.teacher_.node_embeddings(nearest)
+    teacher = reg.teacher_.pretrainer.node_embeddings(nearest)
     dataset = reg._training_dataset(shell[:3], y[:3, None])
     np.testing.assert_allclose(dataset.teacher_nodes, teacher, atol=1e-6)
     # predictions need the student only: eval mode gives predictions, no embeddings

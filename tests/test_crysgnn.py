@@ -243,7 +243,7 @@ def test_grid_search_over_alpha_shares_one_teacher(data, teacher):
 def test_default_teacher_is_bundled_and_mismatched_graphs_are_refused(data):
     y = data[1][:30]
     reg = DistilledRegressor(**{**REG_FAST, "max_epochs": 1}).fit(data[0][:30], y)
-    assert isinstance(reg.teacher_, CrysGNNPretrainer) and reg.teacher_width_ == 64
+    assert isinstance(reg.teacher_.pretrainer, CrysGNNPretrainer) and reg.teacher_width_ == 64
     small = CrystalGraphTransformer(cutoff=6.0)
     with pytest.raises(ValueError, match="the teacher does not fit these graphs"):
         DistilledRegressor(graph_builder=small, **{**REG_FAST, "max_epochs": 1}).fit(

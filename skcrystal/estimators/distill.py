@@ -1,4 +1,4 @@
-"""Knowledge distillation from a pretrained CrysGNN teacher into any property predictor."""
+"""Knowledge distillation from a pretrained teacher into any property predictor."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from torch.nn import functional as F
 
 from skcrystal.estimators.alignn import ALIGNNRegressor
 from skcrystal.estimators.base import CrystalGraphRegressorBase
-from skcrystal.estimators.crysgnn import load_crysgnn
 from skcrystal.estimators.crysxpp import CrysXPPRegressor
 from skcrystal.estimators.data import CrystalGraphDataset
 from skcrystal.estimators.gatgnn import GATGNNRegressor
 from skcrystal.estimators.megnet import MEGNetRegressor
 from skcrystal.estimators.network import GraphNetworkRegressor
 from skcrystal.estimators.regressors import CGCNNRegressor
-from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
+from skcrystal.estimators.teachers import check_node_embeddings, get_teacher
+from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer, GraphStore
 from skcrystal.graphs.container import _ranges
 from skcrystal.nn.batch import CrystalBatch
 from skcrystal.nn.protocol import check_network
@@ -111,11 +111,12 @@ class DistillationDataset(CrystalGraphDataset):
 
 
 class DistilledRegressor(CrystalGraphRegressorBase):
-    """A property predictor trained with knowledge distilled from a pretrained CrysGNN.
+    """A property predictor trained with knowledge distilled from a pretrained teacher.
 
     CrysGNN (Das et al., AAAI 2023): a teacher pretrained without labels on many crystals
-    (:class:`~skcrystal.estimators.CrysGNNPretrainer`) guides the training of a student
-    of any architecture on a small labelled set. The training loss is
+    (:class:`~skcrystal.estimators.CrysGNNPretrainer`), or any other network that gives
+    each atom a vector (:mod:`skcrystal.teachers`: CHGNet, for one), guides the training
+    of a student of any architecture on a small labelled set. The training loss is
     ``(1 - alpha) * MSE(standardised targets) + alpha * MSE(student, teacher node
     embeddings)`` (with ``sample_weight``, both terms are weighted per crystal: each atom
     counts with its crystal's weight), both node embeddings L2-normalised, the student's
@@ -129,12 +130,15 @@ class DistilledRegressor(CrystalGraphRegressorBase):
 
     Parameters
     ----------
-    teacher : CrysGNNPretrainer, str, path or None, default=None
+    teacher : CrysGNNPretrainer, str, path, Teacher or None, default=None
         A fitted pretrainer; a bundled name or ``.safetensors`` file of one (see
         :mod:`skcrystal.hub`); ``"crysgnn-800k"``, the authors' teacher pretrained on 800K
         crystals (downloaded once, see :func:`skcrystal.hub.crysgnn_800k`); or the path of
-        such a ``.pth.tar`` checkpoint. None means :data:`DEFAULT_TEACHER`, the project's
-        teacher bundled with the package (offline). Shared, not copied, by
+        such a ``.pth.tar`` checkpoint. ``"chgnet"``: the universal potential CHGNet's atom
+        vectors (``pip install "skcrystal[chgnet]"``; fit on structures, not on
+        CrystalGraphs). Or any object that follows
+        :class:`skcrystal.estimators.teachers.Teacher`. None means :data:`DEFAULT_TEACHER`,
+        the project's teacher bundled with the package (offline). Shared, not copied, by
         :func:`sklearn.base.clone`.
     student : str or network class, default="cgcnn"
         A name in :data:`STUDENTS` ("cgcnn", "crysxpp", "alignn", "gatgnn", "megnet", or
@@ -163,7 +167,9 @@ class DistilledRegressor(CrystalGraphRegressorBase):
     student_ : CrystalGraphRegressorBase
         The student regressor whose network is trained (for its ``feature_importances_``
         with a CrysXPP student, say).
-    teacher_ : fitted pretrainer
+    teacher_ : Teacher
+        The resolved teacher (a :class:`~skcrystal.estimators.teachers.CrysGNNTeacher`
+        wraps a pretrainer, as ``teacher_.pretrainer``).
     teacher_width_ : int
     teacher_time_ : float
         Seconds spent computing the teacher's embeddings in the last ``fit``.
@@ -241,25 +247,27 @@ class DistilledRegressor(CrystalGraphRegressorBase):
     # --- teacher and student --------------------------------------------------------------
     def default_graph_builder(self) -> CrystalGraphTransformer:
         """The teacher's graph settings (cutoff, neighbours, atom features), no symmetry,
-        with the student's neighbour rule.
+        with the student's neighbour rule; the student's own default graphs for a teacher
+        that reads structures (CHGNet).
 
         The student must see the graphs the teacher embeds: the authors' 800K teacher,
         for example, was trained on the ``"cgcnn-authors"`` atom features.
         """
-        teacher = self._resolve_teacher()
+        builder = self._resolve_teacher().graph_builder
         rule = self._student_class().default_neighbor_rule
-        return clone(teacher.graph_builder_).set_params(symmetry=False, neighbor_rule=rule)
+        if builder is None:
+            return CrystalGraphTransformer(neighbor_rule=rule)
+        return clone(builder).set_params(symmetry=False, neighbor_rule=rule)
 
     def _resolve_teacher(self):
-        """The fitted teacher that ``teacher`` names, loaded once for that value."""
+        """The teacher that ``teacher`` names (``skcrystal.teachers.get_teacher``), loaded
+        once for that value."""
         resolved = getattr(self, "_teacher_cache_", None)
         if resolved is None or resolved[0] is not self.teacher:
-            resolved = (self.teacher, self._load_teacher())
+            spec = DEFAULT_TEACHER if self.teacher is None else self.teacher
+            resolved = (self.teacher, get_teacher(spec))
             self._teacher_cache_ = resolved
         return resolved[1]
-
-    def _load_teacher(self):
-        return load_crysgnn(DEFAULT_TEACHER if self.teacher is None else self.teacher)
 
     def _student_class(self) -> type[CrystalGraphRegressorBase]:
         """The regressor class that trains the student network."""
@@ -295,35 +303,26 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         return self
 
     # --- training -------------------------------------------------------------------------
+    def _training_graphs(self, X: Any) -> CrystalGraphs:
+        """The student's graphs of ``X``; ``X`` itself is kept until the teacher has
+        embedded it (a teacher such as CHGNet reads the structures)."""
+        graphs = super()._training_graphs(X)
+        self._teacher_crystals_ = None if isinstance(X, (CrystalGraphs, GraphStore)) else X
+        return graphs
+
     def _training_dataset(self, graphs: CrystalGraphs, y: np.ndarray) -> CrystalGraphDataset:
         """Targets plus the teacher's node embeddings, computed once, in eval mode."""
+        crystals = self.__dict__.pop("_teacher_crystals_", None)
         self.teacher_ = self._resolve_teacher()
-        teacher_graphs = self._teacher_graphs(graphs)
         start = time.perf_counter()
-        teacher_nodes = self.teacher_.node_embeddings(teacher_graphs)
+        teacher_nodes = self.teacher_.node_embeddings(crystals, graphs)
+        teacher_nodes = check_node_embeddings(self.teacher_, teacher_nodes, graphs)
         self.teacher_time_ = time.perf_counter() - start
         if not (self.warm_start and self.initialized_):
             self.teacher_width_ = teacher_nodes.shape[1]
         elif teacher_nodes.shape[1] != self.teacher_width_:
             raise ValueError("the teacher's width changed since the network was initialised")
         return DistillationDataset(graphs, y, self.target_mean_, self.target_scale_, teacher_nodes)
-
-    def _teacher_graphs(self, graphs: CrystalGraphs) -> CrystalGraphs:
-        """The graphs the teacher embeds: the student's, or the "nearest" graphs that the
-        student's "shell" graphs contain; a ValueError when neither fits the teacher."""
-        cutoff, max_neighbors, table, rule = self.teacher_.graph_settings_
-        if (
-            graphs.neighbor_rule == "shell"
-            and rule == "nearest"
-            and (graphs.cutoff, graphs.atom_features.name) == (cutoff, table)
-            and max_neighbors <= graphs.max_neighbors
-        ):
-            graphs = graphs.nearest(max_neighbors)
-        try:
-            self.teacher_._check_settings(graphs)
-        except ValueError as err:
-            raise ValueError(f"the teacher does not fit these graphs: {err}") from None
-        return graphs
 
     def get_loss(self, y_pred, y_true, X=None, training=False) -> torch.Tensor:
         """``(1 - alpha) * property MSE + alpha * embedding MSE`` (+ the student's penalty)."""

@@ -1,0 +1,201 @@
+"""Distillation teachers: what their embeddings know (probes), and what distilling them gives.
+
+``probe``: for each teacher and dataset, :func:`skcrystal.teachers.probe_teacher` with
+5 shuffled folds (seed 0) on every crystal of the dataset (``--max-crystals`` caps it, a
+seed-0 sample): ridge and gradient boosting on the mean node embedding, against the
+teacher's untrained twin and the mean predictor. Writes the ``teachers_probe`` section of
+docs/benchmarks.md.
+
+``distill``: for each dataset, training fraction and seed, a seeded permutation of the
+dataset gives ``fraction`` training crystals, 10 % validation crystals and the rest as
+test. ``CGCNNRegressor()`` (plain) and ``DistilledRegressor(teacher=T)`` for each teacher
+train at their defaults with ``validation_data`` = the validation crystals (early
+stopping and the best epoch chosen there); test MAE is only reported. The same seeds and
+rows for every arm. Results go to ``benchmarks/results/teachers.jsonl`` (runs already
+there are skipped), the table to the ``teachers_distill`` section.
+
+    python benchmarks/teachers.py probe --teachers crysgnn-mp chgnet
+    python benchmarks/teachers.py distill --datasets elastic-logG --fractions 0.2 --seeds 0
+    python benchmarks/teachers.py report
+
+Datasets are those of benchmarks/recipes.py (the 60/20/20 split there is not used:
+the rows are pooled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from recipes import DATASETS, UNITS
+from report import machine, markdown_table, write_section
+
+from skcrystal import CGCNNRegressor, DistilledRegressor
+from skcrystal.teachers import probe_teacher
+
+RESULTS = Path(__file__).parent / "results" / "teachers.jsonl"
+
+
+def pooled(name: str) -> tuple[list, np.ndarray]:
+    """Every crystal and target of a dataset of benchmarks/recipes.py."""
+    parts = DATASETS[name]()
+    structures = [s for part in ("train", "valid", "test") for s in parts[part][0]]
+    y = np.concatenate([parts[part][1] for part in ("train", "valid", "test")])
+    return structures, y
+
+
+def probe(args) -> None:
+    rows = []
+    for dataset in args.datasets:
+        structures, y = pooled(dataset)
+        if len(y) > args.max_crystals:
+            keep = np.sort(np.random.default_rng(0).permutation(len(y))[: args.max_crystals])
+            structures, y = [structures[i] for i in keep], y[keep]
+        for teacher in args.teachers:
+            start = time.perf_counter()
+            table = probe_teacher(teacher, structures, y, cv=5, random_state=0)
+            minutes = (time.perf_counter() - start) / 60
+            for row in table.itertuples():
+                if row.embedding == "none" and teacher != args.teachers[0]:
+                    continue  # the mean predictor is the same for every teacher
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "crystals": len(y),
+                        "teacher": teacher if row.embedding != "none" else "",
+                        "embedding": row.embedding,
+                        "probe": row.probe,
+                        f"MAE (5-fold, {UNITS[dataset] or 'units'})": row.mae,
+                        "± (folds)": row.mae_std,
+                        "minutes": minutes if row.embedding == "teacher" else "",
+                    }
+                )
+            print(table, flush=True)
+    body = (
+        f"`python benchmarks/teachers.py probe --teachers {' '.join(args.teachers)} "
+        f"--datasets {' '.join(args.datasets)}`; {machine()}.\n\n"
+        "Each crystal's embedding is the mean of the teacher's node embeddings; ridge "
+        "(penalty chosen inside each training fold) and histogram gradient boosting are "
+        'fitted on it in 5 shuffled folds (seed 0). "untrained twin": the same network '
+        "with fresh weights (seed 0): what the architecture and input features alone give. "
+        "Minutes: embedding and probing, per teacher and dataset.\n\n" + markdown_table(rows)
+    )
+    write_section("teachers_probe", "Teachers: what their embeddings know", body)
+
+
+def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_train, n_valid = round(fraction * n), round(0.1 * n)
+    return order[:n_train], order[n_train : n_train + n_valid], order[n_train + n_valid :]
+
+
+def done_runs() -> set[tuple]:
+    if not RESULTS.exists():
+        return set()
+    runs = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+    return {(r["dataset"], r["fraction"], r["seed"], r["arm"]) for r in runs}
+
+
+def distill(args) -> None:
+    done = done_runs()
+    for dataset in args.datasets:
+        structures, y = pooled(dataset)
+        for fraction in args.fractions:
+            for seed in args.seeds:
+                train, valid, test = split(len(y), fraction, seed)
+                X_train, X_valid, X_test = (
+                    [structures[i] for i in rows] for rows in (train, valid, test)
+                )
+                for arm in ["plain", *args.teachers]:
+                    if (dataset, fraction, seed, arm) in done:
+                        continue
+                    params = dict(random_state=seed, device=args.device)
+                    if arm == "plain":
+                        reg = CGCNNRegressor(**params)
+                    else:
+                        reg = DistilledRegressor(teacher=arm, **params)
+                    start = time.perf_counter()
+                    reg.fit(X_train, y[train], validation_data=(X_valid, y[valid]))
+                    minutes = (time.perf_counter() - start) / 60
+                    mae = float(np.abs(reg.predict(X_test) - y[test]).mean())
+                    record = {
+                        "dataset": dataset,
+                        "fraction": fraction,
+                        "seed": seed,
+                        "arm": arm,
+                        "n_train": len(train),
+                        "n_test": len(test),
+                        "test_mae": mae,
+                        "valid_mae": float(np.min(reg.history_[:, "valid_mae"])),
+                        "epochs": len(reg.history_),
+                        "minutes": minutes,
+                        "threads": torch.get_num_threads(),
+                    }
+                    print(record, flush=True)
+                    RESULTS.parent.mkdir(exist_ok=True)
+                    with RESULTS.open("a") as out:
+                        out.write(json.dumps(record) + "\n")
+    report(args)
+
+
+def report(args) -> None:
+    if not RESULTS.exists():
+        raise SystemExit(f"no runs in {RESULTS}")
+    runs = pd.DataFrame([json.loads(x) for x in RESULTS.read_text().splitlines() if x.strip()])
+    rows = []
+    for (dataset, fraction), cell in runs.groupby(["dataset", "fraction"], sort=False):
+        plain = cell[cell.arm == "plain"].set_index("seed").test_mae
+        for arm, group in cell.groupby("arm", sort=False):
+            by_seed = group.set_index("seed").test_mae
+            paired = by_seed.index.intersection(plain.index)
+            gain = 1 - by_seed[paired].mean() / plain[paired].mean() if len(paired) else None
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "train fraction": fraction,
+                    "n train": int(group.n_train.iloc[0]),
+                    "arm": arm,
+                    "seeds": ", ".join(map(str, sorted(by_seed.index))),
+                    f"test MAE ({UNITS[dataset] or 'units'})": by_seed.mean(),
+                    "valid MAE": group.valid_mae.mean(),
+                    "gain vs plain (same seeds)": "" if arm == "plain" else f"{gain:+.1%}",
+                    "epochs": group.epochs.mean(),
+                    "fit min": group.minutes.mean(),
+                }
+            )
+    body = (
+        "`python benchmarks/teachers.py distill ...` (runs in "
+        "`benchmarks/results/teachers.jsonl`, commands in the script's docstring); "
+        f"{machine()}.\n\nPlain `CGCNNRegressor()` against `DistilledRegressor(teacher=...)` "
+        "(CGCNN student, alpha 0.5), both at their defaults; per seed a permutation gives the "
+        "training fraction, 10 % validation (early stopping, best epoch) and the rest as test. "
+        "Gain: 1 - distilled / plain test MAE, averaged over the same seeds.\n\n"
+        + markdown_table(rows)
+    )
+    write_section("teachers_distill", "Teachers: distillation against plain training", body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["probe", "distill", "report"])
+    parser.add_argument("--teachers", nargs="+", default=["crysgnn-mp", "chgnet"])
+    parser.add_argument(
+        "--datasets", nargs="+", default=["elastic-logG", "elastic-logK", "dielectric-n"]
+    )
+    parser.add_argument("--max-crystals", type=int, default=5000)
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1, 0.2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    {"probe": probe, "distill": distill, "report": report}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

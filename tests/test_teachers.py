@@ -1,0 +1,170 @@
+"""Distillation teachers (issue 12): the protocol, CHGNet, and probes against controls."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from skcrystal import CrystalGraphTransformer, DistilledRegressor
+from skcrystal.datasets import load_mp_band_gap
+from skcrystal.teachers import (
+    CHGNetTeacher,
+    CrysGNNTeacher,
+    Teacher,
+    crystal_embeddings,
+    get_teacher,
+    probe_teacher,
+)
+
+FAST = dict(max_epochs=2, early_stopping=False, random_state=0, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def gaps(data_home):
+    """300 real MP crystals with their PBE band gaps (a fixed seed-0 sample)."""
+    df = load_mp_band_gap(sample=300, random_state=0)
+    return df.structure.tolist(), df.gap_pbe.to_numpy()
+
+
+@pytest.fixture(scope="module")
+def chgnet():
+    return get_teacher("chgnet")
+
+
+class ZTeacher:
+    """A teacher written by a user: each atom's vector is a one-hot of its element."""
+
+    name = "one-hot Z"
+    graph_builder = None
+
+    def node_embeddings(self, crystals, graphs):
+        z = graphs.species_z[graphs.species_ptr[:-1]].astype(int)  # first species per site
+        return np.eye(100, dtype=np.float32)[z]
+
+    def untrained(self, random_state=0):
+        return self
+
+
+def test_chgnet_gives_one_unit_vector_per_atom_in_site_order(gaps, chgnet):
+    structures = gaps[0][:12]
+    graphs = CrystalGraphTransformer().transform(structures)
+    nodes = chgnet.node_embeddings(structures, graphs)
+    assert nodes.shape == (graphs.node_ptr[-1], 64) and nodes.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(nodes, axis=1), 1.0, atol=1e-5)
+    # the atoms of crystal 3 alone, and in reversed site order, get the same vectors
+    one = structures[3]
+    reversed_sites = Structure.from_sites(list(one)[::-1])
+    rows = nodes[graphs.node_ptr[3] : graphs.node_ptr[4]]
+    alone = chgnet.node_embeddings([reversed_sites], CrystalGraphTransformer().transform([one]))
+    np.testing.assert_allclose(alone[::-1], rows, atol=1e-4)
+    assert isinstance(chgnet, Teacher) and chgnet.graph_builder is None
+
+
+def test_chgnet_refuses_what_it_cannot_embed(chgnet):
+    alloy = Structure(Lattice.cubic(3.6), [{"Cu": 0.5, "Au": 0.5}], [[0, 0, 0]])
+    nacl = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
+    graphs = CrystalGraphTransformer().transform([nacl, alloy])
+    with pytest.raises(ValueError, match=r"X\[1\] \(Cu0.5Au0.5\): CHGNet takes ordered"):
+        chgnet.node_embeddings([nacl, alloy], graphs)
+    lonely = Structure(Lattice.cubic(14.0), ["Na"], [[0, 0, 0]])  # 14 Å from its images
+    with pytest.raises(ValueError, match=r"X\[0\] \(Na\): CHGNet refused it: .*isolated"):
+        chgnet.node_embeddings([lonely], CrystalGraphTransformer(cutoff=15).transform([lonely]))
+    with pytest.raises(ValueError, match="embeds the structures themselves"):
+        DistilledRegressor(teacher="chgnet", **FAST).fit(graphs[:1], [1.0])
+
+
+def test_distilled_from_chgnet_pulls_the_student_toward_it(gaps):
+    X, y = gaps[0][:96], gaps[1][:96]
+    params = {**FAST, "max_epochs": 10}
+    reg = DistilledRegressor(teacher="chgnet", alpha=0.9, **params).fit(X, y)
+    unpulled = DistilledRegressor(teacher="chgnet", alpha=0.0, **params).fit(X, y)
+    assert reg.teacher_width_ == 64 and reg.teacher_.name == "chgnet"
+    losses = reg.history_[:, "embedding_loss"]
+    free = unpulled.history_[:, "embedding_loss"]
+    # the per-element MSE of unit vectors moves little; without the pull it does not fall
+    assert losses[-1] < 0.98 * losses[0] and losses[-1] < 0.97 * free[-1], (losses, free)
+    assert not hasattr(reg, "_teacher_crystals_")  # the crystals are not kept
+    assert reg.predict(gaps[0][200:203]).shape == (3,)
+
+
+def test_any_object_that_follows_the_protocol_teaches(gaps):
+    X, y = gaps[0][:64], gaps[1][:64]
+    reg = DistilledRegressor(teacher=ZTeacher(), **FAST).fit(X, y)
+    assert reg.teacher_width_ == 100 and reg.module_.projection.weight.shape == (100, 64)
+
+    class Broken(ZTeacher):
+        def node_embeddings(self, crystals, graphs):
+            return super().node_embeddings(crystals, graphs)[:-1]
+
+    with pytest.raises(ValueError, match=r"teacher 'one-hot Z' gave node embeddings of shape"):
+        DistilledRegressor(teacher=Broken(), **FAST).fit(X, y)
+    with pytest.raises(ValueError, match="or one of the teachers chgnet"):
+        get_teacher("no-such-teacher")
+
+
+def test_untrained_twin_is_seeded_and_differs_from_the_teacher(gaps):
+    teacher = get_teacher("crysgnn-mp")
+    assert isinstance(teacher, CrysGNNTeacher)
+    graphs = teacher.graph_builder.transform(gaps[0][:10])
+    trained = crystal_embeddings(teacher, None, graphs)
+    twin, again = teacher.untrained(3), teacher.untrained(3)
+    np.testing.assert_array_equal(
+        crystal_embeddings(twin, None, graphs), crystal_embeddings(again, None, graphs)
+    )
+    assert not np.allclose(crystal_embeddings(twin, None, graphs), trained, atol=1e-3)
+    assert not np.allclose(
+        crystal_embeddings(teacher.untrained(4), None, graphs),
+        crystal_embeddings(twin, None, graphs),
+        atol=1e-3,
+    )
+
+
+def test_probe_tells_a_knowing_teacher_from_its_untrained_twin(gaps, chgnet):
+    X, y = gaps
+    table = probe_teacher(chgnet, X, y, cv=3)
+    assert list(table.columns) == ["embedding", "probe", "mae", "mae_std", "teacher"]
+    mae = table.set_index(["embedding", "probe"])["mae"]
+    assert len(mae) == 5 and (table.teacher == "chgnet").all()
+    # the control row is the cross-validated mean predictor, computed here by hand
+    from sklearn.model_selection import KFold
+
+    by_hand = [
+        np.abs(y[test] - y[train].mean()).mean()
+        for train, test in KFold(3, shuffle=True, random_state=0).split(y)
+    ]
+    assert mae["none", "mean of the targets"] == pytest.approx(np.mean(by_hand))
+    # CHGNet's embeddings know band gaps; a network of its shape with random weights less
+    assert mae["teacher", "ridge"] < 0.8 * mae["untrained twin", "ridge"], mae
+    assert mae["teacher", "ridge"] < 0.8 * mae["none", "mean of the targets"], mae
+
+
+def test_probe_takes_graphs_for_a_graph_teacher_and_checks_y(gaps):
+    teacher = get_teacher("crysgnn-mp")
+    graphs = teacher.graph_builder.transform(gaps[0][:60])
+    table = probe_teacher(teacher, graphs, gaps[1][:60], cv=2)
+    assert isinstance(table, pd.DataFrame) and np.isfinite(table.mae).all()
+    with pytest.raises(ValueError, match="X has 60 crystals and y 59 values"):
+        probe_teacher(teacher, graphs, gaps[1][:59], cv=2)
+    with pytest.raises(ValueError, match="one property per crystal"):
+        probe_teacher(teacher, graphs, np.ones((60, 2)), cv=2)
+
+
+def test_chgnet_teacher_pickles_its_weights_by_name(gaps, chgnet):
+    import pickle
+
+    structures = gaps[0][:3]
+    graphs = CrystalGraphTransformer().transform(structures)
+    nodes = chgnet.node_embeddings(structures, graphs)
+    copy = pickle.loads(pickle.dumps(chgnet))
+    assert copy._network is None and len(pickle.dumps(chgnet)) < 10_000
+    np.testing.assert_allclose(copy.node_embeddings(structures, graphs), nodes, atol=1e-6)
+    twin = chgnet.untrained(0)
+    twin_copy = pickle.loads(pickle.dumps(twin))  # random weights travel with it
+    np.testing.assert_allclose(
+        twin_copy.node_embeddings(structures, graphs),
+        twin.node_embeddings(structures, graphs),
+        atol=1e-6,
+    )
+    assert isinstance(CHGNetTeacher(batch_size=8), Teacher)
