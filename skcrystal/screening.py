@@ -135,8 +135,8 @@ def iter_predictions(
     >>> chunks = list(iter_predictions(model, crystals, chunk_size=2))
     >>> [len(chunk.table) for chunk in chunks], chunks[0].errors[0][0]
     ([1, 1], 1)
-    >>> round(float(chunks[1].table.loc[2, "prediction"]), 1)  # MP: about -2.1 eV/atom
-    -2.1
+    >>> round(float(chunks[1].table.loc[2, "prediction"]), 2)  # MP's DFT value: -2.1
+    -1.98
     """
     builder, predictor = graph_builder(model)
     if int(chunk_size) != chunk_size or chunk_size < 1:
