@@ -70,8 +70,9 @@ def probe(args) -> None:
                         "teacher": teacher if row.embedding != "none" else "",
                         "embedding": row.embedding,
                         "probe": row.probe,
-                        f"MAE (5-fold, {UNITS[dataset] or 'units'})": row.mae,
+                        "MAE (5-fold)": row.mae,
                         "± (folds)": row.mae_std,
+                        "unit": UNITS[dataset],
                         "minutes": minutes if row.embedding == "teacher" else "",
                     }
                 )
@@ -161,7 +162,8 @@ def report(args) -> None:
                     "n train": int(group.n_train.iloc[0]),
                     "arm": arm,
                     "seeds": ", ".join(map(str, sorted(by_seed.index))),
-                    f"test MAE ({UNITS[dataset] or 'units'})": by_seed.mean(),
+                    "test MAE": by_seed.mean(),
+                    "unit": UNITS[dataset],
                     "valid MAE": group.valid_mae.mean(),
                     "gain vs plain (same seeds)": "" if arm == "plain" else f"{gain:+.1%}",
                     "epochs": group.epochs.mean(),
