@@ -9,13 +9,15 @@ docs/benchmarks.md.
 ``distill``: for each dataset, training fraction and seed, a seeded permutation of the
 dataset gives ``fraction`` training crystals, 10 % validation crystals and the rest as
 test. ``CGCNNRegressor()`` (plain) and ``DistilledRegressor(teacher=T)`` for each teacher
-train at their defaults with ``validation_data`` = the validation crystals (early
-stopping and the best epoch chosen there); test MAE is only reported. The same seeds and
+(``T@alpha``: with that ``alpha``, else 0.5) train at their defaults with
+``validation_data`` = the validation crystals (early stopping and the best epoch chosen
+there); test MAE is only reported. The same seeds and
 rows for every arm. Results go to ``benchmarks/results/teachers.jsonl`` (runs already
 there are skipped), the table to the ``teachers_distill`` section.
 
     python benchmarks/teachers.py probe --teachers crysgnn-mp chgnet
     python benchmarks/teachers.py distill --datasets elastic-logG --fractions 0.2 --seeds 0
+    python benchmarks/teachers.py distill --teachers chgnet chgnet@0.9   # alpha 0.5 and 0.9
     python benchmarks/teachers.py report
 
 Datasets are those of benchmarks/recipes.py (the 60/20/20 split there is not used:
@@ -118,8 +120,11 @@ def distill(args) -> None:
                     params = dict(random_state=seed, device=args.device)
                     if arm == "plain":
                         reg = CGCNNRegressor(**params)
-                    else:
-                        reg = DistilledRegressor(teacher=arm, **params)
+                    else:  # "teacher" or "teacher@alpha"
+                        teacher, _, alpha = arm.partition("@")
+                        reg = DistilledRegressor(
+                            teacher=teacher, alpha=float(alpha or 0.5), **params
+                        )
                     start = time.perf_counter()
                     reg.fit(X_train, y[train], validation_data=(X_valid, y[valid]))
                     minutes = (time.perf_counter() - start) / 60
@@ -174,8 +179,9 @@ def report(args) -> None:
         "`python benchmarks/teachers.py distill ...` (runs in "
         "`benchmarks/results/teachers.jsonl`, commands in the script's docstring); "
         f"{machine()}.\n\nPlain `CGCNNRegressor()` against `DistilledRegressor(teacher=...)` "
-        "(CGCNN student, alpha 0.5), both at their defaults; per seed a permutation gives the "
-        "training fraction, 10 % validation (early stopping, best epoch) and the rest as test. "
+        "(CGCNN student, alpha 0.5, or the alpha after @), both at their defaults; per seed a "
+        "permutation gives the training fraction, 10 % validation (early stopping, best "
+        "epoch) and the rest as test. "
         "Gain: 1 - distilled / plain test MAE, averaged over the same seeds.\n\n"
         + markdown_table(rows)
     )
