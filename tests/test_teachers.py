@@ -100,6 +100,10 @@ def test_any_object_that_follows_the_protocol_teaches(gaps):
 
     with pytest.raises(ValueError, match=r"teacher 'one-hot Z' gave node embeddings of shape"):
         DistilledRegressor(teacher=Broken(), **FAST).fit(X, y)
+    failed = DistilledRegressor(teacher=ZTeacher(), **FAST)
+    with pytest.raises(ValueError, match="not finite"):
+        failed.fit(X, np.full(len(X), np.nan))
+    assert not hasattr(failed, "_teacher_crystals_")  # not kept after a failed fit either
     with pytest.raises(ValueError, match="or one of the teachers chgnet"):
         get_teacher("no-such-teacher")
 

@@ -303,6 +303,18 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         return self
 
     # --- training -------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None, **fit_params):
+        """Fit as :meth:`CGCNNRegressor.fit`, the teacher embedding ``X`` once.
+
+        Returns
+        -------
+        self
+        """
+        try:
+            return super().fit(X, y, **fit_params)
+        finally:  # never keep the user's crystals, whatever stopped the fit
+            self.__dict__.pop("_teacher_crystals_", None)
+
     def _training_graphs(self, X: Any) -> CrystalGraphs:
         """The student's graphs of ``X``; ``X`` itself is kept until the teacher has
         embedded it (a teacher such as CHGNet reads the structures)."""
