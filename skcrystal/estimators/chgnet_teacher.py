@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from skcrystal.estimators.base import seeded
 from skcrystal.graphs import CrystalGraphs
 from skcrystal.graphs.build import describe
 from skcrystal.graphs.inputs import as_item_list, to_structure
@@ -143,10 +144,8 @@ class CHGNetTeacher:
         """CHGNet's architecture with freshly initialised weights (seeded)."""
         chgnet = _import_chgnet()
         twin = CHGNetTeacher(self.model_name, self.batch_size, self.device)
-        with torch.random.fork_rng():
-            torch.manual_seed(random_state)
-            with contextlib.redirect_stdout(io.StringIO()):
-                twin._network = chgnet().to(self.device)
+        with seeded(random_state, self.device), contextlib.redirect_stdout(io.StringIO()):
+            twin._network = chgnet().to(self.device)
         twin._network.eval()
         twin._from_wheel = False
         return twin
