@@ -1,5 +1,7 @@
 """Distillation teachers (issue 12): the protocol, CHGNet, and probes against controls."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -172,3 +174,82 @@ def test_chgnet_teacher_pickles_its_weights_by_name(gaps, chgnet):
         atol=1e-6,
     )
     assert isinstance(CHGNetTeacher(batch_size=8), Teacher)
+
+
+def test_features_transfer_feeds_the_teachers_vectors_into_the_student(gaps):
+    X, y = gaps[0][:64], gaps[1][:64]
+    reg = DistilledRegressor(teacher=ZTeacher(), transfer="features", alpha=0.0, **FAST)
+    reg.fit(X, y, validation_data=(gaps[0][64:80], gaps[1][64:80]))
+    assert reg.module_.student.embedding.in_features == 92 + 100
+    graphs = reg.graph_builder_.transform(X[:5])
+    dataset = reg._dataset(graphs, None, X[:5])
+    batch, _ = dataset.collate([0, 1, 2])
+    z = graphs.species_z[graphs.species_ptr[:-1]].astype(int)
+    atoms = slice(0, int(graphs.node_ptr[3]))
+    np.testing.assert_array_equal(batch.atom_features[:, 92:].numpy(), np.eye(100)[z[atoms]])
+    np.testing.assert_array_equal(
+        batch.atom_features[:, :92].numpy(), graphs.batch([0, 1, 2])["atom_features"]
+    )
+    # the teacher runs again in predict: other vectors give other predictions
+    before = reg.predict(X[:5])
+    np.testing.assert_allclose(reg.predict(graphs), before, rtol=1e-5)  # graphs do for Z
+
+    class Shifted(ZTeacher):
+        def node_embeddings(self, crystals, graphs):
+            return np.roll(super().node_embeddings(crystals, graphs), 1, axis=1)
+
+    reg._teacher_cache_ = (reg.teacher, Shifted())
+    assert not np.allclose(reg.predict(X[:5]), before, rtol=1e-3)
+
+
+def test_features_transfer_saves_its_teacher_by_name(gaps, tmp_path):
+    from skcrystal.hub import load_model, save_model
+
+    X, y = gaps[0][:48], gaps[1][:48]
+    reg = DistilledRegressor(teacher="chgnet", transfer="features", alpha=0.0, **FAST).fit(X, y)
+    path = save_model(reg, tmp_path / "features.safetensors")
+    loaded = load_model(path)
+    assert loaded.transfer == "features" and loaded.teacher == "chgnet"
+    np.testing.assert_allclose(
+        loaded.predict(gaps[0][200:204]), reg.predict(gaps[0][200:204]), rtol=1e-5
+    )
+    with pytest.raises(ValueError, match="embeds the structures themselves"):
+        reg.predict(CrystalGraphTransformer().transform(gaps[0][200:204]))
+    by_object = DistilledRegressor(teacher=ZTeacher(), transfer="features", **FAST).fit(X, y)
+    with pytest.raises(TypeError, match="stores a teacher by name only"):
+        save_model(by_object, tmp_path / "object.safetensors")
+    with pytest.raises(ValueError, match="transfer must be one of 'nodes', 'nodes\\+crystal'"):
+        DistilledRegressor(teacher=ZTeacher(), transfer="inputs", **FAST).fit(X, y)
+
+
+def test_crystal_term_is_the_mse_of_normalised_mean_vectors():
+    import torch
+
+    from skcrystal.nn.batch import CrystalBatch
+
+    student = torch.tensor([[1.0, 0.0], [0.0, 1.0], [3.0, 4.0]])
+    teacher = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    index, n_atoms = torch.tensor([0, 0, 1]), torch.tensor([2, 1])
+    batch = CrystalBatch(
+        torch.zeros(3, 1), *[torch.zeros(0, dtype=torch.long)] * 2, torch.zeros(0), index, n_atoms
+    )
+    # crystal 0: student mean (0.5, 0.5) -> (0.7071, 0.7071), teacher (1, 0);
+    # crystal 1: student (0.6, 0.8), teacher (0, 1)
+    by_hand = np.mean([((0.7071068 - 1) ** 2 + 0.7071068**2) / 2, (0.6**2 + 0.2**2) / 2])
+    loss = DistilledRegressor._crystal_loss(student, teacher, batch)
+    assert float(loss) == pytest.approx(by_hand, rel=1e-5)
+    weighted = dataclasses.replace(batch, sample_weight=torch.tensor([2.0, 0.0]))
+    assert float(DistilledRegressor._crystal_loss(student, teacher, weighted)) == pytest.approx(
+        ((0.7071068 - 1) ** 2 + 0.7071068**2) / 2, rel=1e-5
+    )
+
+
+def test_nodes_plus_crystal_pulls_the_crystal_vectors(gaps):
+    X, y = gaps[0][:96], gaps[1][:96]
+    params = {**FAST, "max_epochs": 8}
+    pulled = DistilledRegressor(teacher=ZTeacher(), transfer="nodes+crystal", alpha=0.9, **params)
+    nodes = DistilledRegressor(teacher=ZTeacher(), transfer="nodes", alpha=0.9, **params)
+    pulled.fit(X, y), nodes.fit(X, y)
+    # the recorded embedding loss holds the crystal term on top of the node term
+    assert pulled.history_[0, "embedding_loss"] > nodes.history_[0, "embedding_loss"]
+    assert pulled.history_[-1, "embedding_loss"] < pulled.history_[0, "embedding_loss"]

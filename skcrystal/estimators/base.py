@@ -663,7 +663,7 @@ class CrystalGraphRegressorBase(CrystalGraphNet, NeuralNetRegressor):
         y_val = self._check_targets(y_val, len(graphs))
         self._check_n_targets(y_val, "validation_data's y")
         self._check_nonnegative(y_val, "validation_data's y")
-        dataset = self._dataset(graphs, y_val)
+        dataset = self._dataset(graphs, y_val, X_val)
         if weight_val:
             dataset.sample_weight = self._check_sample_weight(weight_val[0], len(graphs))
         return dataset
@@ -754,7 +754,12 @@ class CrystalGraphRegressorBase(CrystalGraphNet, NeuralNetRegressor):
         scale = torch.as_tensor(self.target_scale_, dtype=z.dtype, device=z.device)
         return (F.softplus(mean + scale * z) - mean) / scale
 
-    def _dataset(self, graphs: CrystalGraphs, y: np.ndarray | None) -> CrystalGraphDataset:
+    def _dataset(
+        self, graphs: CrystalGraphs, y: np.ndarray | None, crystals: Any = None
+    ) -> CrystalGraphDataset:
+        """The dataset of ``graphs`` (and targets ``y``, if any); ``crystals`` are the items
+        the graphs were built from (or the graphs themselves), for subclasses whose inputs
+        need more than the graphs (a distillation teacher's vectors)."""
         return CrystalGraphDataset(graphs, y, self.target_mean_, self.target_scale_)
 
     def predict(self, X: Any) -> np.ndarray:
@@ -770,7 +775,7 @@ class CrystalGraphRegressorBase(CrystalGraphNet, NeuralNetRegressor):
         check_is_fitted(self, "target_mean_")
         graphs = self._to_graphs(X)
         self._check_settings(graphs)
-        scaled = super().predict(self._dataset(graphs, None))
+        scaled = super().predict(self._dataset(graphs, None, X))
         predictions = scaled * self.target_scale_ + self.target_mean_
         if self.nonnegative:
             predictions = np.maximum(predictions, 0.0)
@@ -794,7 +799,8 @@ class CrystalGraphRegressorBase(CrystalGraphNet, NeuralNetRegressor):
         self.module_.eval()
         vectors = []
         with torch.no_grad():
-            for batch, _ in self.get_iterator(self._dataset(graphs, None), training=False):
+            dataset = self._dataset(graphs, None, X)
+            for batch, _ in self.get_iterator(dataset, training=False):
                 batch = batch.to(self.device)
                 nodes = self.module_.encode(batch)
                 vectors.append(mean_pool(nodes, batch.crystal_index, batch.n_atoms).cpu())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 from typing import Any
@@ -26,6 +27,7 @@ from skcrystal.estimators.teachers import check_node_embeddings, get_teacher
 from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer, GraphStore
 from skcrystal.graphs.container import _ranges
 from skcrystal.nn.batch import CrystalBatch
+from skcrystal.nn.layers import mean_pool
 from skcrystal.nn.protocol import check_network
 
 __all__ = ["DEFAULT_TEACHER", "STUDENTS", "DistilledRegressor", "register_student"]
@@ -97,17 +99,42 @@ class DistillationModule(nn.Module):
 
 
 class DistillationDataset(CrystalGraphDataset):
-    """Training crystals with their targets and the teacher's node embeddings."""
+    """Crystals with their targets and the teacher's node embeddings.
 
-    def __init__(self, graphs: CrystalGraphs, y, target_mean, target_scale, teacher_nodes):
+    ``as_targets``: batches carry ``(targets, teacher node embeddings)`` as targets, the
+    embedding loss's reference (training). ``as_features``: the embeddings are appended
+    to each atom's input features (``transfer="features"``; training, validation and
+    prediction alike).
+    """
+
+    def __init__(
+        self,
+        graphs: CrystalGraphs,
+        y,
+        target_mean,
+        target_scale,
+        teacher_nodes: np.ndarray,
+        *,
+        as_targets: bool = True,
+        as_features: bool = False,
+    ):
         super().__init__(graphs, y, target_mean, target_scale)
         self.teacher_nodes = teacher_nodes
+        self.as_targets = as_targets
+        self.as_features = as_features
 
     def collate(self, indices: list[int]):
         inputs, targets = super().collate(indices)
         index = np.asarray(indices, dtype=np.int64)
-        nodes = _ranges(self.graphs.node_ptr[index], self.graphs.n_atoms[index])
-        return inputs, (targets, torch.from_numpy(self.teacher_nodes[nodes]))
+        nodes = torch.from_numpy(
+            self.teacher_nodes[_ranges(self.graphs.node_ptr[index], self.graphs.n_atoms[index])]
+        )
+        if self.as_features:
+            features = torch.cat([inputs.atom_features, nodes], dim=1)
+            inputs = dataclasses.replace(inputs, atom_features=features)
+        if self.as_targets and targets is not None:
+            targets = (targets, nodes)
+        return inputs, targets
 
 
 class DistilledRegressor(CrystalGraphRegressorBase):
@@ -152,6 +179,16 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         parameters (lr, epochs, ...) are this estimator's own.
     alpha : float, default=0.5
         Weight of the embedding loss, in [0, 1).
+    transfer : {"nodes", "nodes+crystal", "features"}, default="nodes"
+        How the teacher's knowledge reaches the student. "nodes": the paper's loss above,
+        the student's atom vectors pulled toward the teacher's. "nodes+crystal": the
+        embedding loss also has a crystal-level term, the MSE of the two networks'
+        mean atom vectors (each L2-normalised), so the student's crystal vector, which
+        its head reads, is pulled too. "features": the teacher's atom vectors are also
+        appended to the student's input atom features, in training and in prediction,
+        so ``predict`` runs the teacher on the crystals it is given (a model of this
+        kind is no longer a teacher-free student; use ``alpha=0`` for the input
+        features alone).
     nonnegative, graph_builder, early_stopping, validation_fraction, n_iter_no_change,
     restore_best, random_state, optimizer, lr, lr_schedule, warmup_epochs, weight_decay,
     max_epochs, batch_size, device, **kwargs
@@ -197,6 +234,7 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         student: str = "cgcnn",
         student_params: dict | None = None,
         alpha: float = 0.5,
+        transfer: str = "nodes",
         **kwargs: Any,
     ) -> None:
         super().__init__(module, **kwargs)
@@ -204,8 +242,12 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         self.student = student
         self.student_params = student_params
         self.alpha = alpha
+        self.transfer = transfer
 
-    module_param_names = ("student", "student_params", "alpha")
+    module_param_names = ("student", "student_params", "alpha", "transfer")
+
+    #: The values of ``transfer``.
+    transfer_options = ("nodes", "nodes+crystal", "features")
 
     # --- scikit-learn plumbing ------------------------------------------------------------
     shared_params = ("teacher", "student_params")
@@ -227,7 +269,17 @@ class DistilledRegressor(CrystalGraphRegressorBase):
             )
         student_params = dict(self.student_params or {})
         student_params.pop("encoder", None)
-        return {**super().saved_params(), "student_params": student_params}
+        params = {**super().saved_params(), "student_params": student_params}
+        if self.transfer == "features":  # predictions need the teacher: keep its name
+            if self.teacher is not None and not isinstance(self.teacher, str):
+                raise TypeError(
+                    "a DistilledRegressor with transfer='features' needs its teacher to "
+                    "predict, and skcrystal.hub.save_model stores a teacher by name only "
+                    f"(a bundled name, 'chgnet', a file path), got {type(self.teacher).__name__}; "
+                    "pickle or joblib.dump the fitted estimator instead"
+                )
+            params["teacher"] = self.teacher
+        return params
 
     def fitted_state(self) -> dict[str, Any]:
         return {**super().fitted_state(), "teacher_width": int(self.teacher_width_)}
@@ -281,10 +333,20 @@ class DistilledRegressor(CrystalGraphRegressorBase):
             )
         return STUDENTS[self.student]
 
-    def _student_regressor(self) -> CrystalGraphRegressorBase:
+    def _check_params(self) -> type[CrystalGraphRegressorBase]:
+        """Check ``alpha``, ``transfer`` and ``student``; the student's regressor class."""
         cls = self._student_class()
         if not 0 <= self.alpha < 1:
             raise ValueError(f"alpha must be in [0, 1), got {self.alpha!r}")
+        if self.transfer not in self.transfer_options:
+            raise ValueError(
+                f"transfer must be one of {', '.join(map(repr, self.transfer_options))}, "
+                f"got {self.transfer!r}"
+            )
+        return cls
+
+    def _student_regressor(self) -> CrystalGraphRegressorBase:
+        cls = self._check_params()
         params = dict(self.student_params or {})
         if cls is GraphNetworkRegressor:
             params = {"module": self.student, **{f"module__{k}": v for k, v in params.items()}}
@@ -292,6 +354,8 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         fitted = ("n_atom_features_", "n_targets_", "graph_settings_", "graph_builder_")
         for name in (*fitted, "target_mean_", "target_scale_", "y_was_1d_"):
             setattr(student, name, getattr(self, name))
+        if self.transfer == "features":  # the teacher's vectors follow the atom features
+            student.n_atom_features_ = self.n_atom_features_ + self.teacher_width_
         return student
 
     def initialize_module(self):
@@ -310,6 +374,7 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         -------
         self
         """
+        self._check_params()  # before the teacher embeds anything
         try:
             return super().fit(X, y, **fit_params)
         finally:  # never keep the user's crystals, whatever stopped the fit
@@ -327,14 +392,54 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         crystals = self.__dict__.pop("_teacher_crystals_", None)
         self.teacher_ = self._resolve_teacher()
         start = time.perf_counter()
-        teacher_nodes = self.teacher_.node_embeddings(crystals, graphs)
-        teacher_nodes = check_node_embeddings(self.teacher_, teacher_nodes, graphs)
+        teacher_nodes = self._teacher_nodes(crystals, graphs)
         self.teacher_time_ = time.perf_counter() - start
         if not (self.warm_start and self.initialized_):
             self.teacher_width_ = teacher_nodes.shape[1]
         elif teacher_nodes.shape[1] != self.teacher_width_:
             raise ValueError("the teacher's width changed since the network was initialised")
-        return DistillationDataset(graphs, y, self.target_mean_, self.target_scale_, teacher_nodes)
+        return DistillationDataset(
+            graphs,
+            y,
+            self.target_mean_,
+            self.target_scale_,
+            teacher_nodes,
+            as_features=self.transfer == "features",
+        )
+
+    def _teacher_nodes(self, crystals: Any, graphs: CrystalGraphs) -> np.ndarray:
+        """The teacher's checked node embeddings of ``graphs`` (built from ``crystals``)."""
+        if isinstance(graphs, GraphStore):
+            raise ValueError(
+                "the teacher embeds crystals held in memory; a GraphStore cannot be distilled "
+                "from (build CrystalGraphs from the structures instead)"
+            )
+        teacher = self._resolve_teacher()
+        if isinstance(crystals, (CrystalGraphs, GraphStore)):
+            crystals = None
+        return check_node_embeddings(teacher, teacher.node_embeddings(crystals, graphs), graphs)
+
+    def _dataset(self, graphs, y, crystals=None) -> CrystalGraphDataset:
+        """With ``transfer="features"``, the teacher's vectors of ``crystals`` ride along
+        as input features (validation crystals, predictions); otherwise plain graphs."""
+        if self.transfer != "features":
+            return super()._dataset(graphs, y, crystals)
+        nodes = self._teacher_nodes(crystals, graphs)
+        width = getattr(self, "teacher_width_", None)  # None: validation crystals of a first fit
+        if width is not None and nodes.shape[1] != width:
+            raise ValueError(
+                f"the teacher gives {nodes.shape[1]}-wide atom vectors, but the model was "
+                f"fitted on {width}-wide ones"
+            )
+        return DistillationDataset(
+            graphs,
+            y,
+            self.target_mean_,
+            self.target_scale_,
+            nodes,
+            as_targets=False,
+            as_features=True,
+        )
 
     def get_loss(self, y_pred, y_true, X=None, training=False) -> torch.Tensor:
         """``(1 - alpha) * property MSE + alpha * embedding MSE`` (+ the student's penalty)."""
@@ -350,9 +455,24 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         if student_nodes is not None and teacher_nodes is not None:
             target = to_tensor(teacher_nodes, device=self.device)
             embedding = self._embedding_loss(student_nodes, target, X)
+            if self.transfer == "nodes+crystal":
+                embedding = embedding + self._crystal_loss(student_nodes, target, X)
             self.history.record_batch("embedding_loss", float(embedding.detach()))
             loss = (1 - self.alpha) * loss + self.alpha * embedding
         return loss + self.student_.regularization()
+
+    @staticmethod
+    def _crystal_loss(student_nodes, teacher_nodes, X) -> torch.Tensor:
+        """MSE of the crystals' mean atom vectors (L2-normalised), weighted per crystal."""
+        student, teacher = (
+            F.normalize(mean_pool(nodes, X.crystal_index, X.n_atoms), dim=1)
+            for nodes in (student_nodes, teacher_nodes)
+        )
+        per_crystal = (student - teacher).pow(2).mean(dim=1)
+        weight = getattr(X, "sample_weight", None)
+        if weight is None:
+            return per_crystal.mean()
+        return (weight.to(per_crystal) * per_crystal).mean()
 
     @staticmethod
     def _embedding_loss(student_nodes, teacher_nodes, X=None) -> torch.Tensor:
