@@ -48,6 +48,7 @@ __all__ = [
     "load_mp_formation_energy",
     "load_mp_multifidelity_gaps",
     "load_mp_properties",
+    "load_obelix",
     "mp_split",
 ]
 
@@ -178,16 +179,31 @@ class _DataFile:
     remote: _Remote
 
 
+def _github_member(repository: str, commit: str, member: str, member_hash: str) -> _Remote:
+    """A file or folder of a GitHub repository at a commit, in GitHub's archive of that commit.
+
+    GitHub does not guarantee that archive's bytes (so no sha256 for it): the member is
+    checked by content instead.
+    """
+    root = f"{repository.split('/')[1]}-{commit}"
+    return _Remote(
+        url=f"https://github.com/{repository}/archive/{commit}.tar.gz",
+        fname=f"{root}.tar.gz",
+        sha256=None,
+        member=f"{root}/{member}",
+        member_hash=member_hash,
+    )
+
+
 _CRYSXPP_COMMIT = "b12e52b8db9fd0cfff28fece39e1756cb96182e2"
 _MP_CGCNN = _DataFile(
     name="mp_cgcnn_formation_energy.tar.xz",
     sha256="aa2c89f635651ab92326f6291af28409dce199c058ca8aaf3f20dee55df418d8",
-    remote=_Remote(
-        url=f"https://github.com/kdmsit/crysxpp/archive/{_CRYSXPP_COMMIT}.tar.gz",
-        fname=f"crysxpp-{_CRYSXPP_COMMIT}.tar.gz",
-        sha256=None,
-        member=f"crysxpp-{_CRYSXPP_COMMIT}/data",
-        member_hash="eaec49748dd1e94720b2a37c35a75cf13c6e5a0a98049991455b05325e540071",
+    remote=_github_member(
+        "kdmsit/crysxpp",
+        _CRYSXPP_COMMIT,
+        "data",
+        "eaec49748dd1e94720b2a37c35a75cf13c6e5a0a98049991455b05325e540071",
     ),
 )
 _MEGNET_GAP = _DataFile(
@@ -788,13 +804,7 @@ _MEGNET_COMMIT = "4f3c76c6b99edcb41d52ae5e8ae9dc89956d33d1"
 
 
 def _megnet_repository(member: str, member_hash: str) -> _Remote:
-    return _Remote(
-        url=f"https://github.com/kdmsit/MEGNet/archive/{_MEGNET_COMMIT}.tar.gz",
-        fname=f"MEGNet-{_MEGNET_COMMIT}.tar.gz",
-        sha256=None,
-        member=f"MEGNet-{_MEGNET_COMMIT}/{member}",
-        member_hash=member_hash,
-    )
+    return _github_member("kdmsit/MEGNet", _MEGNET_COMMIT, member, member_hash)
 
 
 _MP_PROPERTIES = _DataFile(
@@ -1130,6 +1140,250 @@ def mp_split(
     table = _mp_table(_file_reader(source), None, gap_file)
     parts = zip(_SPLITS, benchmark_split(len(table)), strict=True)
     return {part: table.index[rows] for part, rows in parts}
+
+
+# --------------------------------------------------------------------------- OBELiX
+
+# The OBELiX authors' release (SOURCES.md section 11): CSV tables gzipped in the data home,
+# the CIF archive as published.
+_OBELIX_COMMIT = "4eaac889809dd489e3bae468c45d5c0e02b9147a"
+
+
+def _obelix_file(name: str, sha256: str, member: str, member_hash: str) -> _DataFile:
+    return _DataFile(
+        name=f"obelix/{name}",
+        sha256=sha256,
+        remote=_github_member(
+            "NRC-Mila/OBELiX", _OBELIX_COMMIT, f"data/downloads/{member}", member_hash
+        ),
+    )
+
+
+_OBELIX_TABLE = _obelix_file(
+    "obelix_all.csv.gz",
+    "796851dc7d42c912480a681e686593352a446dc0177c1ebbcc07d36dcf2b1f0e",
+    "all.csv",
+    "54f6265ef84d16a919d08c6815f14b0fd7465fa00090bee2511c16c042e57f3c",
+)
+_OBELIX_TEST = _obelix_file(
+    "obelix_test.csv.gz",
+    "ace60aa954f3e7e99a167fc2a41b8271e7e71a2b7724cfeb75416d54c13820d5",
+    "test.csv",
+    "b2c266eb74e22f403743d52959bea7c43b1531a850994870a70dd909200e5297",
+)
+_OBELIX_CIFS = _obelix_file(
+    "obelix_all_randomized_cifs.tar.gz",
+    "bfa2a3c92e3b8ca1b9859992e686c9e19f98924e7ff369c05db7006548217d49",
+    "all_cifs.tar.gz",
+    "bfa2a3c92e3b8ca1b9859992e686c9e19f98924e7ff369c05db7006548217d49",
+)
+_OBELIX_SPLITS = ("train", "test")
+# The CSV columns kept besides the conductivity, by their name in the result, in its order.
+_OBELIX_COLUMNS = {
+    "Reduced Composition": "reduced_composition",
+    "True Composition": "true_composition",
+    "Z": "Z",
+    "Space group": "space_group",
+    "Space group #": "space_group_number",
+    **{name: name for name in ("a", "b", "c", "alpha", "beta", "gamma")},
+    "Family": "family",
+    "DOI": "doi",
+    "ICSD ID": "icsd_id",
+    "close match": "close_match",
+    "close match DOI": "close_match_doi",
+    "IC (Total)": "conductivity_total",
+    "IC (Bulk)": "conductivity_bulk",
+    "note": "note",
+}
+_OBELIX_NUMBERS = {
+    "Z": int,
+    "space_group_number": int,
+    "icsd_id": float,  # written "155950.0"; an integer column once read
+    **dict.fromkeys(("a", "b", "c", "alpha", "beta", "gamma"), float),
+    **dict.fromkeys(("conductivity_total", "conductivity_bulk"), float),
+}
+
+
+def _read_obelix_table(path: Path, test_path: Path) -> pd.DataFrame:
+    """All OBELiX entries by ID, typed, with their ``split``; no structures yet."""
+    # Every field is read as text: IDs such as "019" or "1e9" must stay strings.
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("ID")
+    raw = raw.apply(lambda column: column.str.strip()).replace("", np.nan)
+    text = raw["Ionic conductivity (S cm-1)"]
+    conductivity = text.str.removeprefix("<").astype(float)
+    test_ids = pd.read_csv(test_path, usecols=["ID"], dtype=str, keep_default_na=False)["ID"]
+    targets = pd.DataFrame(
+        {
+            "conductivity": conductivity,
+            "log10_conductivity": np.log10(conductivity),
+            "censored": text.str.startswith("<"),
+            "split": np.where(raw.index.isin(test_ids), "test", "train"),
+        }
+    )
+    others = raw[list(_OBELIX_COLUMNS)].rename(columns=_OBELIX_COLUMNS).astype(_OBELIX_NUMBERS)
+    others["icsd_id"] = others["icsd_id"].astype("Int64")
+    others["close_match"] = others["close_match"] == "Yes"
+    return pd.concat([targets, others], axis=1)
+
+
+def _read_obelix_cifs(path: Path) -> dict[str, str]:
+    """The text of the archive's ``<ID>.cif`` files, by ID."""
+    with tarfile.open(path) as tar:
+        return {
+            posixpath.basename(member.name).removesuffix(".cif"): tar.extractfile(member)
+            .read()
+            .decode("utf-8", errors="replace")
+            for member in tar
+            if member.isfile() and member.name.endswith(".cif")
+        }
+
+
+def _load_obelix(
+    paths: list[Path],
+    rows: _Rows,
+    split: str | None,
+    include_without_cif: bool,
+    n_jobs: int | None,
+    progress: bool,
+) -> pd.DataFrame:
+    table_path, test_path, cif_path = paths
+    table = _read_obelix_table(table_path, test_path)
+    cifs = _read_obelix_cifs(cif_path)
+    if not include_without_cif:
+        table = table[table.index.isin(list(cifs))]
+    if split is not None:
+        table = table[table["split"] == split]
+    table = table.iloc[: rows.limit]
+    table = table.iloc[rows.positions(len(table))]
+    with_cif = [entry for entry in table.index if entry in cifs]
+    items = [(entry, f"{entry}.cif", cifs[entry]) for entry in with_cif]
+    parsed = dict(zip(with_cif, _parse_files(items, n_jobs, progress), strict=True))
+    table.insert(0, "structure", [parsed.get(entry) for entry in table.index])
+    return table
+
+
+def load_obelix(
+    *,
+    include_without_cif: bool = False,
+    data_home: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    sample: int | None = None,
+    random_state: int | np.random.RandomState | None = None,
+    split: str | None = None,
+    n_jobs: int | None = None,
+    download: bool = True,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Load OBELiX: Li-ion solid electrolytes with their measured ionic conductivity.
+
+    The 599 synthesised lithium solid-state electrolytes of Therrien et al. (2025),
+    each with its room-temperature ionic conductivity as measured and published (S/cm),
+    composition, space group, lattice parameters, family and the DOI of the measurement;
+    321 of them have a CIF. Reads ``obelix/obelix_all.csv.gz``,
+    ``obelix/obelix_test.csv.gz`` and ``obelix/obelix_all_randomized_cifs.tar.gz`` from
+    the data home, else downloads ``data/downloads/{all.csv,test.csv,all_cifs.tar.gz}``
+    of GitHub NRC-Mila/OBELiX at commit ``4eaac889``. Licence CC BY 4.0: cite Therrien
+    et al., "OBELiX: A Curated Dataset of Crystal Structures and Experimentally Measured
+    Ionic Conductivities for Lithium Solid-State Electrolytes", arXiv:2502.14234 (2025).
+
+    **Rows.** By default the 321 entries with a CIF (skcrystal's models need a
+    structure), in the order of the CSV (mostly by space group number, so ``limit``
+    gives no representative sample). With ``include_without_cif=True``, all 599:
+    ``structure`` is None for the 278 without a CIF (their composition and lattice
+    parameters are still given); ``df.dropna(subset="structure")`` keeps the others.
+
+    **Structures.** The authors' CIFs, with the small symmetry-preserving noise they
+    added to the positions, parsed by pymatgen as they are: 249 of the 321 have
+    partially occupied sites (``not structure.is_ordered``), which skcrystal's graphs
+    take as occupancy-weighted atom features. Nothing is rounded or ordered. pymatgen's
+    warning that it snapped coordinates to ideal values is silenced, as for the other
+    loaders; any other warning is passed on; a CIF it cannot parse is an error naming
+    the ID. A CIF is not always of the measured material: 61 are of a closely matching
+    one (``close_match``), 26 differ from ``true_composition`` by more than 0.01 in some
+    atom fraction, and 7 have no Li site at all (``b4c``, ``u8r`` and the La-Li-Ti-O
+    perovskites ``cy2``, ``5tl``, ``u2y``, ``hta``, ``s3h``).
+
+    **Censored values.** 37 conductivities are given only as an upper bound (36
+    ``<1E-10``, 1 ``<1E-8``; 36 of them with a CIF): ``censored`` is True,
+    ``conductivity`` is the bound and ``log10_conductivity`` its log10 (-10 or -8).
+    Nothing is imputed: drop them (``df[~df.censored]``), keep them at the bound, or set
+    a value of your own (the authors' ``obelix-data`` package replaces them with
+    1e-15 by default). 18 measured, uncensored conductivities are below 1e-10 S/cm
+    (down to 4.2e-18), so the bound is not the bottom of the scale.
+
+    **Split.** The authors' train / test split (478 / 121 entries; 254 / 67 with a CIF)
+    is ``split`` (column and parameter). No reduced composition is in both parts. There
+    is no validation part: draw one from the training entries.
+
+    Parameters
+    ----------
+    include_without_cif : bool, default=False
+        Also load the 278 entries without a CIF, with ``structure`` None.
+    limit : int, optional
+        Load only the first ``limit`` entries (of the ``split`` when one is given), in
+        the order of the CSV (biased: see above).
+    sample : int, optional
+        Load ``sample`` entries drawn at random without replacement (from the ``split``
+        when one is given), kept in the order of the CSV. Cannot be combined with
+        ``limit``.
+    split : {"train", "test"}, optional
+        Load only the entries of this part of the authors' split.
+    data_home, random_state, n_jobs, download, progress
+        As for :func:`load_mp_formation_energy`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``ID`` (the authors' three-character entry id, a string), with
+        columns ``structure`` (:class:`pymatgen.core.Structure`, or None),
+        ``conductivity`` (S/cm, float: the total ionic conductivity when the source
+        gives total and bulk), ``log10_conductivity``, ``censored`` (bool),
+        ``split`` ("train" or "test"), ``reduced_composition`` and ``true_composition``
+        (the formula and the cell's composition, as text), ``Z``, ``space_group`` (the
+        Hermann-Mauguin symbol as written), ``space_group_number``, ``a``, ``b``, ``c``
+        (Å), ``alpha``, ``beta``, ``gamma`` (degrees), ``family``, ``doi`` (of the
+        measurement), ``icsd_id`` (nullable integer), ``close_match`` (True when the CIF
+        is of a closely matching structure, not of the measured one) and
+        ``close_match_doi`` (where that CIF comes from), ``conductivity_total`` and
+        ``conductivity_bulk`` (S/cm, NaN unless the source gives them) and ``note`` (the
+        authors' curation notes). Text is stripped of surrounding spaces; missing text
+        is NaN.
+
+    Raises
+    ------
+    ValueError
+        If ``split`` is not "train", "test" or None, or a CIF cannot be parsed (the
+        message names the ID and gives pymatgen's reason).
+
+    Examples
+    --------
+    >>> from skcrystal.datasets import load_obelix
+    >>> df = load_obelix()
+    >>> len(df), df["split"].value_counts().to_dict(), int(df["censored"].sum())
+    (321, {'train': 254, 'test': 67}, 36)
+    >>> sum(not structure.is_ordered for structure in df["structure"])
+    249
+    >>> print(df.loc["jqc", ["reduced_composition", "conductivity", "censored"]].to_dict())
+    {'reduced_composition': 'Li7BiO6', 'conductivity': 1.58489e-06, 'censored': False}
+    >>> print(df.loc["47i", ["conductivity", "log10_conductivity", "censored"]].to_dict())
+    {'conductivity': 1e-10, 'log10_conductivity': -10.0, 'censored': True}
+    >>> len(load_obelix(include_without_cif=True, split="test"))
+    121
+    """
+    if split not in (None, *_OBELIX_SPLITS):
+        raise ValueError(
+            f"split={split!r}: OBELiX's official split has 'train' and 'test' only (no "
+            "validation part: draw one from the training entries)"
+        )
+    rows = _Rows(limit=limit, sample=sample, random_state=random_state)
+    files = (_OBELIX_TABLE, _OBELIX_TEST, _OBELIX_CIFS)
+    paths = [_locate(file, data_home, download) for file in files]
+    entries = "all" if include_without_cif else "with_cif"
+    version = "".join(file.sha256[:8] for file in files)
+    return _cached(
+        rows.cache_key(f"obelix-{version}-{entries}-split_{split}"),
+        lambda: _load_obelix(paths, rows, split, include_without_cif, n_jobs, progress),
+    )
 
 
 def _read_matminer_csv(path: Path) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pooch
 import pytest
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Composition, Lattice, Structure
 
 from skcrystal import datasets
 from skcrystal.datasets import (
@@ -29,6 +29,7 @@ from skcrystal.datasets import (
     load_mp_band_gap,
     load_mp_formation_energy,
     load_mp_multifidelity_gaps,
+    load_obelix,
 )
 
 N_MP = 36_737
@@ -500,6 +501,229 @@ def test_mp_multifidelity_gaps_checksums(data_home, tmp_path):
     (home / file.name).write_bytes(gzip.compress(b'{"hse": {"mp-1000": 1.0}}'))
     with pytest.raises(ValueError, match="Checksum mismatch"):
         load_mp_multifidelity_gaps(data_home=home, limit=2, download=False)
+
+
+# --------------------------------------------------------------------------- OBELiX
+
+OBELIX_COMMIT = "4eaac889809dd489e3bae468c45d5c0e02b9147a"
+OBELIX_FILES = ("_OBELIX_TABLE", "_OBELIX_TEST", "_OBELIX_CIFS")
+
+
+@pytest.fixture(scope="session")
+def obelix_csv(data_home) -> dict[str, pd.DataFrame]:
+    """The staged OBELiX tables ("all", "train", "test"), read here as text, by ID."""
+    return {
+        part: pd.read_csv(
+            data_home / "obelix" / f"obelix_{part}.csv.gz", dtype=str, keep_default_na=False
+        ).set_index("ID")
+        for part in ("all", "train", "test")
+    }
+
+
+@pytest.fixture(scope="session")
+def obelix(data_home) -> pd.DataFrame:
+    """All 599 OBELiX entries, with the 321 CIFs parsed."""
+    return load_obelix(include_without_cif=True)
+
+
+def _cif_names(items, *args):
+    """Stands in for _parse_files: each row's file name instead of its parsed structure."""
+    return [name for _, name, _ in items]
+
+
+def test_obelix_counts(obelix, obelix_csv):
+    raw = obelix_csv["all"]
+    assert obelix.index.name == "ID" and obelix.index.is_unique
+    assert obelix.index.tolist() == raw.index.tolist()  # 599, in file order
+    assert {"019", "1e9", "5e2", "883"} <= set(obelix.index)  # ids stay text
+    with_cif = obelix.dropna(subset="structure")
+    assert with_cif.index.tolist() == raw.index[raw["Cif ID"] == "done"].tolist()
+    assert len(with_cif) == 321 and all(isinstance(s, Structure) for s in with_cif.structure)
+    assert sum(not s.is_ordered for s in with_cif.structure) == 249
+    without_li = [entry for entry, s in with_cif.structure.items() if "Li" not in s.composition]
+    assert without_li == ["b4c", "cy2", "5tl", "u2y", "hta", "s3h", "u8r"]
+    cell = [s.composition.fractional_composition for s in with_cif.structure]
+    csv = [Composition(text).fractional_composition for text in with_cif.true_composition]
+    assert (
+        sum(not a.almost_equals(b, rtol=0, atol=0.01) for a, b in zip(cell, csv, strict=True)) == 26
+    )
+    assert all(s is None for s in obelix.loc[~obelix.index.isin(with_cif.index), "structure"])
+    assert obelix["split"].value_counts().to_dict() == {"train": 478, "test": 121}
+    assert set(obelix.index[obelix["split"] == "train"]) == set(obelix_csv["train"].index)
+    assert set(obelix.index[obelix["split"] == "test"]) == set(obelix_csv["test"].index)
+    assert with_cif["split"].value_counts().to_dict() == {"train": 254, "test": 67}
+    formulas = obelix.groupby("split")["reduced_composition"].apply(set)
+    assert not formulas["train"] & formulas["test"]  # the split keeps compositions apart
+    censored = raw.loc[obelix["censored"], "Ionic conductivity (S cm-1)"]
+    assert censored.value_counts().to_dict() == {"<1E-10": 36, "<1E-8": 1}
+    assert with_cif["censored"].sum() == 36
+    measured = raw.loc[~obelix["censored"], "Ionic conductivity (S cm-1)"]
+    assert not measured.str.contains("<").any()
+
+
+def test_obelix_values_are_the_csv_values(obelix, obelix_csv):
+    raw = obelix_csv["all"]
+    conductivity = raw["Ionic conductivity (S cm-1)"].str.removeprefix("<").astype(float)
+    assert obelix["conductivity"].tolist() == conductivity.tolist()
+    np.testing.assert_array_equal(obelix["log10_conductivity"], np.log10(conductivity))
+    for column in ("a", "b", "c", "alpha", "beta", "gamma"):
+        assert obelix[column].tolist() == raw[column].astype(float).tolist()
+    assert obelix["space_group_number"].tolist() == raw["Space group #"].astype(int).tolist()
+    assert obelix["space_group"].tolist() == raw["Space group"].str.strip().tolist()
+    assert obelix["close_match"].sum() == (raw["close match"] == "Yes").sum() == 61
+
+    jqc = obelix.loc["jqc"]
+    assert jqc[["conductivity", "censored", "split", "reduced_composition"]].tolist() == [
+        1.58489e-06,
+        False,
+        "train",
+        "Li7BiO6",
+    ]
+    assert jqc[["true_composition", "Z", "space_group", "family", "doi", "icsd_id"]].tolist() == [
+        "Li7.0Bi1.0O6.0",
+        1,
+        "P -1",
+        "hexaoxometalates",
+        "10.1002/zaac.200500231",
+        155950,
+    ]
+    assert jqc["note"] == "partial occupancy not correct" and pd.isna(jqc["close_match_doi"])
+    assert obelix.loc["47i", ["conductivity", "log10_conductivity", "censored"]].tolist() == [
+        1e-10,
+        -10.0,
+        True,
+    ]
+    assert obelix.loc["ia5", ["conductivity", "censored"]].tolist() == [1e-8, True]
+    assert obelix.loc["bqx", "censored"] and obelix.loc["bqx", "structure"] is None
+    assert obelix.loc["0o6", ["conductivity_total", "conductivity_bulk"]].tolist() == [
+        9.98e-05,
+        0.00251,
+    ]
+    assert obelix["conductivity_total"].notna().sum() == 29
+    assert obelix.loc["bq9", "close_match"]
+    assert obelix.loc["bq9", "close_match_doi"] == "10.1002/zaac.19895760119"
+    assert pd.isna(obelix.loc["2t8", "icsd_id"]) and obelix["icsd_id"].dtype == "Int64"
+
+
+@pytest.mark.filterwarnings("ignore:Issues encountered while parsing CIF")
+def test_obelix_structures_are_the_cifs_as_they_are(obelix, data_home):
+    with tarfile.open(data_home / "obelix" / "obelix_all_randomized_cifs.tar.gz") as tar:
+        for entry in ("jqc", "47i", "019", "1e9"):
+            text = tar.extractfile(f"all_randomized_cifs/{entry}.cif").read().decode()
+            assert obelix.loc[entry, "structure"] == Structure.from_str(text, fmt="cif")
+    assert not obelix.loc["jqc", "structure"].is_ordered  # partial occupancy kept
+
+
+def test_obelix_rows(data_home, obelix, fresh_cache, monkeypatch):
+    monkeypatch.setattr(datasets, "_parse_files", _cif_names)
+    with_cif = obelix.dropna(subset="structure")
+    default = load_obelix()
+    assert default.index.tolist() == with_cif.index.tolist()
+    assert default["structure"].tolist() == [f"{entry}.cif" for entry in default.index]
+    pd.testing.assert_frame_equal(default.iloc[:, 1:], with_cif.iloc[:, 1:])
+    every_test = load_obelix(include_without_cif=True, split="test")
+    assert every_test.index.tolist() == obelix.index[obelix["split"] == "test"].tolist()
+    test = load_obelix(split="test")
+    assert test.index.tolist() == with_cif.index[with_cif["split"] == "test"].tolist()
+    assert load_obelix(limit=3).index.tolist() == ["jqc", "oi6", "2t8"]
+    assert load_obelix(split="test", limit=2).index.tolist() == test.index[:2].tolist()
+    drawn = load_obelix(split="train", sample=10, random_state=0).index
+    assert drawn.equals(load_obelix(split="train", sample=10, random_state=0).index)
+    assert not drawn.equals(load_obelix(split="train", sample=10, random_state=1).index)
+    positions = with_cif.index.get_indexer(drawn)
+    assert (np.diff(positions) > 0).all() and (with_cif.loc[drawn, "split"] == "train").all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"split": "valid"}, "split='valid': OBELiX's official split has 'train' and 'test'"),
+        ({"sample": 322, "random_state": 0}, "sample=322: there are only 321 rows"),
+        ({"limit": 2, "sample": 2}, "cannot be combined with sample="),
+        ({"limit": 0}, "limit=0: expected a positive integer"),
+    ],
+)
+def test_obelix_bad_row_selection_is_refused(data_home, kwargs, reason):
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        load_obelix(**kwargs)
+
+
+def test_obelix_checksums(data_home, tmp_path):
+    """The staged files are the published ones (CSVs gzipped, CIF archive as is); a
+    damaged copy of any of them is refused."""
+    files = [getattr(datasets, name) for name in OBELIX_FILES]
+    for file, published in zip(files, ("all.csv", "test.csv", "all_cifs.tar.gz"), strict=True):
+        stored = (data_home / file.name).read_bytes()
+        assert hashlib.sha256(stored).hexdigest() == file.sha256
+        raw = stored if published.endswith(".tar.gz") else gzip.decompress(stored)
+        assert hashlib.sha256(raw).hexdigest() == file.remote.member_hash
+        assert file.remote.member == f"OBELiX-{OBELIX_COMMIT}/data/downloads/{published}"
+        assert (
+            file.remote.url == f"https://github.com/NRC-Mila/OBELiX/archive/{OBELIX_COMMIT}.tar.gz"
+        )
+    for damaged in files:
+        home = tmp_path / damaged.name.replace("/", "_")
+        (home / "obelix").mkdir(parents=True)
+        for file in files:
+            if file is damaged:
+                (home / file.name).write_bytes(gzip.compress(b"ID,Z\njqc,1\n"))
+            else:
+                (home / file.name).symlink_to(data_home / file.name)
+        with pytest.raises(
+            ValueError, match=re.escape(f"Checksum mismatch for {home / damaged.name}")
+        ):
+            load_obelix(data_home=home, download=False)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pymatgen's own complaints
+def test_obelix_unparsable_cif_is_an_error_naming_the_id(
+    data_home, tmp_path, fresh_cache, monkeypatch
+):
+    home = tmp_path / "home"
+    (home / "obelix").mkdir(parents=True)
+    for name in ("_OBELIX_TABLE", "_OBELIX_TEST"):
+        file = getattr(datasets, name)
+        (home / file.name).symlink_to(data_home / file.name)
+    archive = home / datasets._OBELIX_CIFS.name
+    with (
+        tarfile.open(data_home / datasets._OBELIX_CIFS.name) as published,
+        tarfile.open(archive, "w:gz") as broken,
+    ):
+        for member in published:
+            data = published.extractfile(member).read() if member.isfile() else None
+            if member.name == "all_randomized_cifs/oi6.cif":
+                data = b"data_broken\n_cell_length_a 3.0\n"
+                member.size = len(data)
+            broken.addfile(member, None if data is None else io.BytesIO(data))
+    with pytest.raises(ValueError, match="Checksum mismatch"):
+        load_obelix(data_home=home, download=False)
+    patched = dataclasses.replace(datasets._OBELIX_CIFS, sha256=pooch.file_hash(str(archive)))
+    monkeypatch.setattr(datasets, "_OBELIX_CIFS", patched)
+    assert load_obelix(data_home=home, limit=1, download=False).index.tolist() == ["jqc"]
+    with pytest.raises(ValueError, match=r"Could not parse oi6\.cif \(cif_id 'oi6'\): "):
+        load_obelix(data_home=home, limit=2, download=False)
+
+
+def test_obelix_from_the_authors_repository(data_home, obelix, tmp_path, fresh_cache, monkeypatch):
+    """GitHub's archive of the authors' repository, already in the data home (nothing is
+    fetched): its CSVs (not gzipped) and CIF archive are unpacked into the cache, checked,
+    then read."""
+    monkeypatch.setattr(datasets, "_parse_files", _cif_names)
+    home = tmp_path / "home"
+    home.mkdir()
+    files = [getattr(datasets, name) for name in OBELIX_FILES]
+    with tarfile.open(home / files[0].remote.fname, "w:gz") as repository:
+        for file in files:
+            data = (data_home / file.name).read_bytes()
+            if file.name.endswith(".csv.gz"):
+                data = gzip.decompress(data)
+            info = tarfile.TarInfo(file.remote.member)
+            info.size = len(data)
+            repository.addfile(info, io.BytesIO(data))
+    data = load_obelix(data_home=home, include_without_cif=True, download=False)
+    pd.testing.assert_frame_equal(data.iloc[:, 1:], obelix.iloc[:, 1:])
+    assert data["structure"].notna().sum() == 321
+    assert sorted(p.name for p in home.iterdir()) == [files[0].remote.fname]
 
 
 @pytest.mark.parametrize(
