@@ -84,6 +84,11 @@ def _mp(loader, column: str, n_train: int | None, n_test: int) -> dict:
     return parts
 
 
+def _columns(table: pd.DataFrame, column: str) -> tuple[list, np.ndarray]:
+    """A loader's structures and one of its target columns."""
+    return list(table.structure), table[column].to_numpy(float)
+
+
 def _elasticity(column: str) -> dict:
     table = load_cgcnn_folder(get_data_home() / "mp_cgcnn_elasticity_3191.tar.xz")
     y = table.iloc[:, 1:4].set_axis(["K", "G", "poisson"], axis=1)[column].to_numpy(float)
@@ -129,6 +134,7 @@ DATASETS = {
     "mp-eform-1k": lambda: _mp(load_mp_formation_energy, "e_form", 1000, 1000),
     "mp-gap-1k": lambda: _mp(load_mp_band_gap, "gap_pbe", 1000, 1000),
     "mp-eform-7k": lambda: _mp(load_mp_formation_energy, "e_form", None, 2000),
+    "mp-gap": lambda: _three(*_columns(load_mp_band_gap(), "gap_pbe")),
     "mp-hse-gap": lambda: _multifidelity_gap("hse"),
     "elastic-logK": lambda: _elasticity("K"),
     "elastic-logG": lambda: _elasticity("G"),
@@ -143,6 +149,7 @@ UNITS = {
     "mp-eform-1k": "eV/atom",
     "mp-eform-7k": "eV/atom",
     "mp-gap-1k": "eV",
+    "mp-gap": "eV",
     "mp-hse-gap": "eV",
     "elastic-logK": "log10 GPa",
     "elastic-logG": "log10 GPa",

@@ -11,7 +11,8 @@ dataset gives ``fraction`` training crystals, 10 % validation crystals and the r
 test. ``CGCNNRegressor()`` (plain) and ``DistilledRegressor(teacher=T)`` for each teacher
 arm ``T[:transfer][@alpha]`` (``transfer`` "nodes" unless named, ``alpha`` 0.5 unless
 given: ``chgnet:features@0`` is CHGNet's atom vectors as input features alone) train at
-their defaults with
+their defaults, and ``finetune:MODEL`` continues training a saved model (``FINE_TUNING``),
+all with
 ``validation_data`` = the validation crystals (early stopping and the best epoch chosen
 there); test MAE is only reported. The same seeds and
 rows for every arm. Results go to ``benchmarks/results/teachers.jsonl`` (runs already
@@ -21,6 +22,9 @@ there are skipped), the table to the ``teachers_distill`` section.
     python benchmarks/teachers.py distill --datasets elastic-logG --fractions 0.2 --seeds 0
     python benchmarks/teachers.py distill --teachers chgnet chgnet@0.9   # alpha 0.5 and 0.9
     python benchmarks/teachers.py distill --teachers chgnet:features@0 chgnet:nodes+crystal
+    python benchmarks/teachers.py distill --datasets mp-hse-gap \
+        --teachers finetune:crysxpp-mp-band-gap      # the bundled PBE-gap model, on HSE
+    python benchmarks/teachers.py distill --datasets mp-gap --fractions 0.05 --max-test 5000
     python benchmarks/teachers.py report
 
 Datasets are those of benchmarks/recipes.py (the 60/20/20 split there is not used:
@@ -41,9 +45,17 @@ from recipes import DATASETS, UNITS
 from report import machine, markdown_table, write_section
 
 from skcrystal import CGCNNRegressor, DistilledRegressor
+from skcrystal.hub import load_model
 from skcrystal.teachers import get_teacher, probe_teacher
 
 RESULTS = Path(__file__).parent / "results" / "teachers.jsonl"
+
+#: How a ``finetune:MODEL`` arm continues training a saved model (``warm_start``: its
+#: weights and target scaling kept) on the training crystals: the shared recipe's epochs
+#: and patience at a third of its learning rate, best validation epoch restored.
+FINE_TUNING = dict(
+    warm_start=True, lr=1e-3, lr_schedule="cosine", max_epochs="auto", n_iter_no_change="auto"
+)
 
 
 def pooled(name: str) -> tuple[list, np.ndarray]:
@@ -146,6 +158,7 @@ def distill(args) -> None:
         for fraction in args.fractions:
             for seed in args.seeds:
                 train, valid, test = split(len(y), fraction, seed)
+                test = test[: args.max_test]  # a random subset: the split is a permutation
                 X_train, X_valid, X_test = (
                     [structures[i] for i in rows] for rows in (train, valid, test)
                 )
@@ -155,6 +168,9 @@ def distill(args) -> None:
                     params = dict(random_state=seed, device=args.device)
                     if arm == "plain":
                         reg = CGCNNRegressor(**params)
+                    elif arm.startswith("finetune:"):  # a saved model trained further
+                        reg = load_model(arm.partition(":")[2], device=args.device)
+                        reg.set_params(**FINE_TUNING, random_state=seed)
                     else:  # "teacher[:transfer][@alpha]"
                         spec, _, alpha = arm.partition("@")
                         teacher, _, transfer = spec.partition(":")
@@ -221,7 +237,8 @@ def report(args) -> None:
         "`benchmarks/results/teachers.jsonl`, commands in the script's docstring); "
         f"{machine()}.\n\nPlain `CGCNNRegressor()` against `DistilledRegressor(teacher=...)` "
         '(CGCNN student; arm `teacher[:transfer][@alpha]`, transfer "nodes" and alpha 0.5 '
-        "unless named), both at their defaults; per seed a "
+        "unless named), both at their defaults; `finetune:MODEL`: a saved model trained "
+        "further on the training crystals (`FINE_TUNING` in the script); per seed a "
         "permutation gives the training fraction, 10 % validation (early stopping, best "
         "epoch) and the rest as test. "
         "Gain: 1 - distilled / plain test MAE, averaged over the same seeds. Runs from "
@@ -241,6 +258,12 @@ def main() -> None:
     parser.add_argument("--max-crystals", type=int, default=5000)
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1, 0.2])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument(
+        "--max-test",
+        type=int,
+        default=None,
+        help="test on the first N test crystals of each split only (a random subset)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
