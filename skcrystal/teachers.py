@@ -2,10 +2,11 @@
 
 A teacher follows :class:`~skcrystal.estimators.teachers.Teacher`: anything that gives
 every atom of a crystal a vector. skcrystal has two kinds: a pretrained CrysGNN
-(:class:`CrysGNNTeacher`: the bundled "crysgnn-mp", the authors' "crysgnn-800k", a file,
-a fitted pretrainer) and CHGNet ("chgnet", :class:`CHGNetTeacher`, behind the optional
-extra ``skcrystal[chgnet]``). :func:`probe_teacher` measures how much a teacher's
-embeddings know about a property before it is distilled.
+(:class:`CrysGNNTeacher`: the bundled "crysgnn-mp", the authors' "crysgnn-800k" of
+:func:`crysgnn_800k`, a file, a fitted pretrainer) and CHGNet ("chgnet",
+:class:`CHGNetTeacher`, behind the optional extra ``skcrystal[chgnet]``).
+:func:`probe_teacher` measures how much a teacher's embeddings know about a property
+before it is distilled.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skcrystal.estimators.chgnet_teacher import CHGNetTeacher
+from skcrystal.estimators.crysgnn import CRYSGNN_800K_SHA256, CRYSGNN_800K_URL, crysgnn_800k
 from skcrystal.estimators.teachers import (
     TEACHERS,
     CrysGNNTeacher,
@@ -35,10 +37,13 @@ from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
 from skcrystal.graphs.inputs import as_item_list
 
 __all__ = [
+    "CRYSGNN_800K_SHA256",
+    "CRYSGNN_800K_URL",
     "TEACHERS",
     "CHGNetTeacher",
     "CrysGNNTeacher",
     "Teacher",
+    "crysgnn_800k",
     "crystal_embeddings",
     "get_teacher",
     "probe_teacher",

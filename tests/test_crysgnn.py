@@ -22,8 +22,9 @@ from skcrystal import (
 from skcrystal.estimators.data import CrystalGraphDataset
 from skcrystal.estimators.distill import STUDENTS, register_student
 from skcrystal.graphs.symmetry import crystal_system, space_group_number
-from skcrystal.hub import crysgnn_800k, load_model, save_model
+from skcrystal.hub import load_model, save_model
 from skcrystal.nn.crysgnn import CrysGNNLoss, supervised_nt_xent
+from skcrystal.teachers import crysgnn_800k
 
 N_TRAIN, N_TEST = 200, 100
 TEACHER_FAST = dict(max_epochs=6, batch_size=32, early_stopping=False, random_state=0)
@@ -276,7 +277,9 @@ def test_students_build_graphs_with_the_teachers_atom_features(data):
 
 def test_crysgnn_800k_offline_fails_at_once_with_instructions(tmp_path, monkeypatch):
     monkeypatch.setenv("SKCRYSTAL_CACHE", str(tmp_path))
-    monkeypatch.setattr("skcrystal.hub.CRYSGNN_800K_URL", "http://127.0.0.1:9/crysgnn.pth.tar")
+    monkeypatch.setattr(
+        "skcrystal.estimators.crysgnn.CRYSGNN_800K_URL", "http://127.0.0.1:9/crysgnn.pth.tar"
+    )
     with pytest.raises(
         OSError, match=r"Download http://127\.0\.0\.1:9/crysgnn\.pth\.tar and save it as"
     ):

@@ -42,6 +42,27 @@ def test_unknown_model_and_non_skcrystal_file_are_refused(tmp_path):
         load_model(tmp_path / "other.safetensors")
 
 
+def test_estimators_load_named_models_of_their_own_class_without_the_hub():
+    """Encoders and teachers are read by the estimators themselves, as the class they need."""
+    from skcrystal import CrysXPPRegressor
+    from skcrystal.estimators.crysgnn import load_crysgnn
+    from skcrystal.model_files import load_as
+
+    teacher = load_as(CrysAEPretrainer, "crysgnn-mp")  # a subclass is one too
+    assert type(teacher).__name__ == "CrysGNNPretrainer"
+    assert type(load_crysgnn("crysgnn-mp")) is type(teacher)
+    reg = CrysXPPRegressor(encoder="cgcnn-mp-formation-energy")
+    with pytest.raises(
+        ValueError,
+        match=r"^cgcnn-mp-formation-energy holds a CGCNNRegressor, not a CrysAEPretrainer$",
+    ):
+        reg._encoder_state()
+    with pytest.raises(
+        ValueError, match=r"^encoder 'crysae-mp' holds a CrysAEPretrainer, not a CrysGNNPretrainer$"
+    ):
+        load_crysgnn("crysae-mp", role="encoder")
+
+
 def test_bundled_model_predicts_formation_energies():
     assert "cgcnn-mp-formation-energy" in available_models()
     card = model_card("cgcnn-mp-formation-energy")["card"]

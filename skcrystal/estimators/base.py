@@ -23,6 +23,7 @@ from skorch.utils import to_tensor
 from torch.nn import functional as F
 from torch.utils.data import Subset
 
+from skcrystal import model_files
 from skcrystal.estimators.callbacks import LearningRateSchedule, ValidMAE
 from skcrystal.estimators.data import CrystalGraphDataset, root_dataset
 from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer, GraphStore
@@ -481,6 +482,52 @@ class CrystalGraphNet(NeuralNet):
         self.module_.load_state_dict(state_dict)
         self.module_.eval()
         return self
+
+    @classmethod
+    def from_model_file(
+        cls,
+        description: dict[str, Any],
+        tensors: dict[str, torch.Tensor],
+        table: Any,
+        *,
+        device: str = "cpu",
+        source: Any = "the model file",
+    ):
+        """The fitted estimator that a model file describes, rebuilt without training.
+
+        ``description``, ``tensors`` and ``table`` (an AtomFeatureTable) are the parts of
+        a model file as :func:`skcrystal.model_files.read_model_file` reads them (or, for
+        an ensemble member, its own description and tensors). The estimator gets the
+        stored network and training parameters, the stored graph settings with the file's
+        atom feature table, and the weights (:meth:`restore`). ``source`` names the file
+        in messages.
+
+        The description must name this class or a skcrystal subclass of it:
+        ``CrysAEPretrainer.from_model_file`` also rebuilds a ``CrysGNNPretrainer``, and
+        ``CrystalGraphNet.from_model_file`` any network estimator of skcrystal.
+
+        Raises
+        ------
+        ValueError
+            ``"<source> holds a <class>, not a <this class>"`` for any other estimator.
+        """
+        name = description["estimator"]
+        classes = [cls]
+        for klass in classes:  # cls and its subclasses (all defined: estimators/ is loaded)
+            classes += [k for k in klass.__subclasses__() if k not in classes]
+        found = [
+            k
+            for k in classes
+            if k.__name__ == name and (k is cls or k.__module__.startswith("skcrystal."))
+        ]
+        if not found:
+            raise ValueError(f"{source} holds a {name}, not a {cls.__name__}")
+        training = model_files.restored_training_params(
+            description.get("training_params", {}), source
+        )
+        estimator = found[0](**description["params"], **training, device=device)
+        builder = model_files.graph_builder(description, table)
+        return estimator.restore(builder, tensors, **model_files.fitted_state(description))
 
 
 class CrystalGraphRegressorBase(CrystalGraphNet, NeuralNetRegressor):

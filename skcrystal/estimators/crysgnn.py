@@ -7,14 +7,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pooch
 import torch
 
+from skcrystal.datasets import get_cache_dir
 from skcrystal.estimators.pretrainers import CrysAEPretrainer
 from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer
+from skcrystal.model_files import available_models, load_as, network_parts, write_model_file
 from skcrystal.nn.crysgnn import CrysGNN, CrysGNNLoss
 from skcrystal.nn.masking import AtomMaskingCrysGNN, MaskedAtomLoss
 
-__all__ = ["CrysGNNPretrainer", "load_crysgnn"]
+__all__ = [
+    "CRYSGNN_800K_SHA256",
+    "CRYSGNN_800K_URL",
+    "CrysGNNPretrainer",
+    "crysgnn_800k",
+    "load_crysgnn",
+]
 
 
 class CrysGNNPretrainer(CrysAEPretrainer):
@@ -178,16 +187,15 @@ def load_crysgnn(spec: Any, role: str = "teacher") -> CrysGNNPretrainer:
     Raises
     ------
     ValueError
-        For anything else, or an unfitted pretrainer.
+        For anything else, a model file that holds another estimator, or an unfitted
+        pretrainer.
     """
-    from skcrystal.hub import available_models, crysgnn_800k, load_model
-
     if isinstance(spec, (str, os.PathLike)):
         name = str(spec)
         if name == "crysgnn-800k":
             return crysgnn_800k()
         if name.endswith(".safetensors") or name in available_models():
-            return load_model(name)
+            return load_as(CrysGNNPretrainer, name, source=f"{role} {name!r}")
         if Path(name).is_file():
             return CrysGNNPretrainer.from_authors_checkpoint(name)
         raise ValueError(
@@ -202,3 +210,84 @@ def load_crysgnn(spec: Any, role: str = "teacher") -> CrysGNNPretrainer:
     if not hasattr(spec, "module_"):
         raise ValueError(f"the {role} is not fitted: fit the CrysGNNPretrainer first")
     return spec
+
+
+# --- the authors' CrysGNN teacher ---------------------------------------------------------
+#: Where the authors publish their 800K-crystal CrysGNN teacher (GitHub kdmsit/crysgnn), at
+#: a commit whose tree holds ``model/crysgnn_state_checkpoint_v1.pth.tar`` (checked in an
+#: index of public GitHub files; the file itself could not be fetched here).
+CRYSGNN_800K_URL = (
+    "https://github.com/kdmsit/crysgnn/raw/eeb419ca4e793128f4e3786fdeeaeb0373cc6f1c/"
+    "model/crysgnn_state_checkpoint_v1.pth.tar"
+)
+#: sha256 of that file. It could not be read where skcrystal was built (no network), so it
+#: is None: the first download records its hash beside it and every later use checks the
+#: file against that record. Set ``SKCRYSTAL_CRYSGNN_800K_SHA256`` to pin a known hash.
+CRYSGNN_800K_SHA256: str | None = None
+
+
+def crysgnn_800k(device: str = "cpu") -> CrysGNNPretrainer:
+    """The authors' CrysGNN teacher (pretrained on 800K MP + OQMD crystals), ready to use.
+
+    Downloaded once from :data:`CRYSGNN_800K_URL` into ``<cache>/crysgnn/`` (see
+    :func:`skcrystal.datasets.get_cache_dir`), checked against its sha256, read without
+    running pickled code (:func:`skcrystal.checkpoints.read_foreign_checkpoint`),
+    converted into a :class:`~skcrystal.estimators.CrysGNNPretrainer` and saved as a
+    safetensors file, which later calls load directly.
+
+    Raises
+    ------
+    OSError
+        At once when the file is absent and cannot be downloaded (offline), saying what
+        to download and where to put it; or when the file does not match its checksum.
+    """
+    folder = get_cache_dir() / "crysgnn"
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint = folder / "crysgnn_state_checkpoint_v1.pth.tar"
+    converted = folder / "crysgnn-800k.safetensors"
+    record = folder / "crysgnn_state_checkpoint_v1.sha256"
+    if not checkpoint.is_file():
+        try:
+            pooch.retrieve(
+                CRYSGNN_800K_URL,
+                known_hash=_expected_800k_hash(record),
+                fname=checkpoint.name,
+                path=folder,
+                progressbar=False,
+            )
+        except Exception as err:
+            raise OSError(
+                f"the CrysGNN 800K teacher is not in {folder} and downloading it failed "
+                f"({type(err).__name__}: {err}). Download {CRYSGNN_800K_URL} and save it as "
+                f"{checkpoint}, then call again."
+            ) from None
+    actual = pooch.file_hash(str(checkpoint))
+    expected = _expected_800k_hash(record)
+    if expected is None:
+        record.write_text(actual + "\n")
+    elif actual != expected.removeprefix("sha256:"):
+        raise OSError(
+            f"{checkpoint} has sha256 {actual}, expected {expected}: delete it and download "
+            f"{CRYSGNN_800K_URL} again"
+        )
+    if converted.is_file():
+        return load_as(CrysGNNPretrainer, converted, device=device)
+    teacher = CrysGNNPretrainer.from_authors_checkpoint(checkpoint, device=device)
+    tensors, description = network_parts(teacher)
+    card = {
+        "data": "CrysGNN 800K teacher (Das et al., AAAI 2023)",
+        "source": CRYSGNN_800K_URL,
+        "sha256": actual,
+    }
+    table = teacher.graph_builder_.fit().atom_feature_table_
+    write_model_file(converted, tensors, description, table, card)
+    return teacher
+
+
+def _expected_800k_hash(record: Path) -> str | None:
+    pinned = os.environ.get("SKCRYSTAL_CRYSGNN_800K_SHA256") or CRYSGNN_800K_SHA256
+    if pinned:
+        return f"sha256:{pinned.removeprefix('sha256:')}"
+    if record.is_file():
+        return f"sha256:{record.read_text().strip()}"
+    return None

@@ -19,7 +19,7 @@ from skcrystal.estimators.transfer import copy_encoder_weights
 from skcrystal.explain import property_importances
 from skcrystal.graphs import AtomFeatureTable
 from skcrystal.graphs.atom_features import get_atom_feature_table
-from skcrystal.hub import available_models, load_model
+from skcrystal.model_files import available_models, load_as
 from skcrystal.nn.crysae import MaskedCGCNN
 
 __all__ = ["CrysXPPRegressor"]
@@ -144,11 +144,7 @@ class CrysXPPRegressor(CGCNNRegressor):
             return encoder.module_.state_dict(), encoder.graph_settings_, "the encoder"
         if isinstance(encoder, (str, os.PathLike)):
             if str(encoder).endswith(".safetensors") or str(encoder) in available_models():
-                loaded = load_model(encoder)
-                if not isinstance(loaded, CrysAEPretrainer):
-                    raise ValueError(
-                        f"{encoder} holds a {type(loaded).__name__}, not a CrysAEPretrainer"
-                    )
+                loaded = load_as(CrysAEPretrainer, encoder, source=encoder)
                 return loaded.module_.state_dict(), loaded.graph_settings_, str(encoder)
             return read_foreign_checkpoint(encoder)["state_dict"], None, str(Path(encoder))
         raise ValueError(

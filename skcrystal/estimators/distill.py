@@ -160,7 +160,7 @@ class DistilledRegressor(CrystalGraphRegressorBase):
     teacher : CrysGNNPretrainer, str, path, Teacher or None, default=None
         A fitted pretrainer; a bundled name or ``.safetensors`` file of one (see
         :mod:`skcrystal.hub`); ``"crysgnn-800k"``, the authors' teacher pretrained on 800K
-        crystals (downloaded once, see :func:`skcrystal.hub.crysgnn_800k`); or the path of
+        crystals (downloaded once, see :func:`skcrystal.teachers.crysgnn_800k`); or the path of
         such a ``.pth.tar`` checkpoint. ``"chgnet"``: the universal potential CHGNet's atom
         vectors (``pip install "skcrystal[chgnet]"``; fit on structures, not on
         CrystalGraphs). Or any object that follows
