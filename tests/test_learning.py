@@ -70,9 +70,11 @@ def test_megnet_beats_mean_predictor_on_2000_mp_crystals(data_home):
     df = load_mp_formation_energy(limit=2501, n_jobs=2).iloc[1:]  # 0: bcc Cs, no atom within 5 Å
     reg = MEGNetRegressor(n_blocks=2, max_epochs=15, random_state=0)
     graphs = reg.default_graph_builder().set_params(n_jobs=2).transform(df.structure)
-    # Not yet five times: MEGNet learns slowly at this size (test MAE 0.31 against the
-    # mean predictor's 0.82 here; 0.24 on validation after 30 full-size epochs, where
-    # GATGNN reaches 0.12). The 5x target stays open for it.
+    # Not five times: MEGNet learns slowly at this size (test MAE 0.31 against the mean
+    # predictor's 0.82 here, 0.22 after 40 epochs; matgl's own MEGNet in this estimator
+    # 0.28). Not a porting error: it normalises nothing, and with batch norm before each
+    # softplus2 the same network reaches 0.18 here, as CGCNN does (docs/seed_models.md).
+    # The 5x target stays open for MEGNet as published.
     fit_and_beat_the_mean(reg, graphs, df.e_form.to_numpy(), factors=(2.5,))
 
 
