@@ -23,7 +23,6 @@ import torch
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from skcrystal.graphs.atom_features import AtomFeatureTable
 from skcrystal.model_files import (
     BUNDLED,
     RECORDED_VERSIONS,
@@ -139,8 +138,7 @@ def save_model(estimator: Any, path: str | os.PathLike, **card: Any) -> Path:
     True
     """
     tensors, description, network = _parts(estimator)
-    table: AtomFeatureTable = network.graph_builder_.fit().atom_feature_table_
-    return write_model_file(path, tensors, description, table, card)
+    return write_model_file(path, tensors, description, network, card)
 
 
 def model_card(name_or_path: str | os.PathLike) -> dict[str, Any]:

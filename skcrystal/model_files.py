@@ -145,11 +145,13 @@ def write_model_file(
     path: str | os.PathLike,
     tensors: dict[str, torch.Tensor],
     description: dict,
-    table: AtomFeatureTable,
+    network: Any,
     card: dict[str, Any],
 ) -> Path:
-    """Write ``tensors``, the atom feature ``table`` and ``description`` (completed with
-    the table's description, the library versions and ``card``) to ``path``."""
+    """Write ``tensors``, the atom feature table of the fitted ``network`` estimator's
+    graphs and ``description`` (completed with the table's description, the library
+    versions and ``card``) to ``path``."""
+    table: AtomFeatureTable = network.graph_builder_.fit().atom_feature_table_
     tensors = dict(tensors)
     table_arrays, table_info = table.to_state()
     for name, array in table_arrays.items():

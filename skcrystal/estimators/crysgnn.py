@@ -279,8 +279,7 @@ def crysgnn_800k(device: str = "cpu") -> CrysGNNPretrainer:
         "source": CRYSGNN_800K_URL,
         "sha256": actual,
     }
-    table = teacher.graph_builder_.fit().atom_feature_table_
-    write_model_file(converted, tensors, description, table, card)
+    write_model_file(converted, tensors, description, teacher, card)
     return teacher
 
 
