@@ -335,8 +335,9 @@ def test_authors_table_in_graphs(pymatgen_structures):
         graphs = CrystalGraphTransformer(atom_features=name).transform([structure])
         assert graphs.atom_features.name == name
         rows[name] = graphs.atom_features.lookup(graphs.species_z)
-    np.testing.assert_array_equal(rows["cgcnn-authors"][fluorine][0], get_atom_feature_table(
-        "cgcnn-authors").values[9])
+    np.testing.assert_array_equal(
+        rows["cgcnn-authors"][fluorine][0], get_atom_feature_table("cgcnn-authors").values[9]
+    )
     assert not np.array_equal(rows["cgcnn"][fluorine], rows["cgcnn-authors"][fluorine])
     np.testing.assert_array_equal(rows["cgcnn"][~fluorine], rows["cgcnn-authors"][~fluorine])
 

@@ -2,8 +2,9 @@
 
 Each model trains on 2,000 crystals and is scored on 500 others. CGCNN's recipe is the
 estimator's default (AdamW 3e-3, cosine decay, batch 64), shortened to 40 epochs;
-GATGNN, MEGNet and ElemNet run smaller or shorter, to keep the suite fast. MEGNet does
-not reach 5x at this size yet and is held to 2.5x (see its test).
+GATGNN, MEGNet and ElemNet run smaller or shorter, to keep the suite fast. MEGNet as
+published does not reach 5x at this size and is held to 2.5x; with ``norm="batch"`` it
+learns faster and is held to 4x at 25 epochs (see its tests).
 """
 
 import numpy as np
@@ -66,16 +67,29 @@ def test_gatgnn_beats_mean_predictor_fivefold_on_2000_mp_crystals(mp_graphs):
     fit_and_beat_the_mean(reg, graphs, y)
 
 
-def test_megnet_beats_mean_predictor_on_2000_mp_crystals(data_home):
+@pytest.fixture(scope="module")
+def megnet_graphs(data_home):
+    """MEGNet's 5 Å radius graphs and formation energies of 2,500 MP crystals."""
     df = load_mp_formation_energy(limit=2501, n_jobs=2).iloc[1:]  # 0: bcc Cs, no atom within 5 Å
+    builder = MEGNetRegressor().default_graph_builder().set_params(n_jobs=2)
+    return builder.transform(df.structure), df.e_form.to_numpy()
+
+
+def test_megnet_beats_mean_predictor_on_2000_mp_crystals(megnet_graphs):
     reg = MEGNetRegressor(n_blocks=2, max_epochs=15, random_state=0)
-    graphs = reg.default_graph_builder().set_params(n_jobs=2).transform(df.structure)
-    # Not five times: MEGNet learns slowly at this size (test MAE 0.31 against the mean
-    # predictor's 0.82 here, 0.22 after 40 epochs; matgl's own MEGNet in this estimator
-    # 0.28). Not a porting error: it normalises nothing, and with batch norm before each
-    # softplus2 the same network reaches 0.18 here, as CGCNN does (docs/seed_models.md).
-    # The issue's 5x target stays open for MEGNet as published.
-    fit_and_beat_the_mean(reg, graphs, df.e_form.to_numpy(), factors=(2.5,))
+    # Not five times: MEGNet as published learns slowly at this size (test MAE 0.31 against
+    # the mean predictor's 0.82 here, 0.22 after 40 epochs; matgl's own MEGNet in this
+    # estimator 0.28). Not a porting error: it normalises nothing (next test).
+    fit_and_beat_the_mean(reg, *megnet_graphs, factors=(2.5,))
+
+
+def test_batch_normalised_megnet_learns_faster(megnet_graphs):
+    """``norm="batch"`` (batch norm before the softplus2 of every atom and bond layer)."""
+    reg = MEGNetRegressor(n_blocks=2, max_epochs=25, norm="batch", random_state=0)
+    # 0.176 against the mean predictor's 0.82 (4.7x) where MEGNet as published has 0.31 at
+    # 15 epochs and 0.22 at 40; at 40 epochs this variant reaches 0.164, 5.0x, too close to
+    # the issue's bar to test it there (docs/seed_models.md).
+    fit_and_beat_the_mean(reg, *megnet_graphs, factors=(4,))
 
 
 def test_elemnet_beats_mean_predictor_fivefold_on_2000_mp_formulas(data_home):

@@ -148,3 +148,29 @@ def test_a_site_without_neighbours_in_the_radius_is_refused():
     lonely = Structure(Lattice.cubic(6.0), ["Cs"], [[0, 0, 0]])
     with pytest.raises(ValueError, match=r"X\[0\] \(Cs\): site 0 \(Cs\) has no neighbour"):
         RADIUS.transform([lonely])
+
+
+def test_norm_batch_normalises_the_atom_and_bond_layers_only(mp, tmp_path):
+    _, graphs, y = mp
+    plain = MEGNet(n_atom_features=94, n_targets=1, cutoff=5.0)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in plain.modules())
+    net = MEGNet(n_atom_features=94, n_targets=1, cutoff=5.0, norm="batch")
+    normalised = {
+        name.rsplit(".", 2)[0]
+        for name, m in net.named_modules()
+        if isinstance(m, torch.nn.BatchNorm1d)
+    }
+    # input pairs, block pre-dense pairs (atoms 0, bonds 1) and the bond and atom updates
+    assert normalised == {
+        "atom_dense",
+        "bond_dense",
+        *(f"blocks.{b}.{u}" for b in range(3) for u in ("bond_update", "atom_update")),
+        *(f"blocks.{b}.pre.{i}" for b in (1, 2) for i in (0, 1)),
+    }
+    with pytest.raises(ValueError, match="norm must be None or 'batch', got 'layer'"):
+        MEGNetRegressor(**TINY, norm="layer", max_epochs=1).fit(graphs[:8], y[:8])
+    reg = MEGNetRegressor(**TINY, norm="batch", max_epochs=2, early_stopping=False)
+    reg.fit(graphs[:40], y[:40])
+    loaded = load_model(save_model(reg, tmp_path / "norm.safetensors"))
+    assert loaded.norm == "batch"
+    np.testing.assert_allclose(loaded.predict(graphs[40:50]), reg.predict(graphs[40:50]), atol=1e-5)

@@ -86,9 +86,7 @@ def test_refused_items_are_reported_or_stop_the_build(crystals, tmp_path):
     assert report.errors[1][1].startswith("X[41]")
     np.testing.assert_array_equal(report.index, [*range(25), *range(26, 41), *range(42, 47)])
     with pytest.raises(ValueError, match=r"^X\[25\] \(Fe\): site 0"):
-        GraphStore.create(
-            tmp_path / "raise.graphs", CrystalGraphTransformer(), items, chunk_size=9
-        )
+        GraphStore.create(tmp_path / "raise.graphs", CrystalGraphTransformer(), items, chunk_size=9)
     stopped = GraphStore.open(tmp_path / "raise.graphs")
     assert (len(stopped), stopped.complete) == (18, False)  # the chunks before it are kept
 

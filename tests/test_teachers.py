@@ -202,6 +202,27 @@ def test_features_transfer_feeds_the_teachers_vectors_into_the_student(gaps):
     assert not np.allclose(reg.predict(X[:5]), before, rtol=1e-3)
 
 
+@pytest.mark.parametrize("student", ["crysxpp", "alignn", "gatgnn", "megnet"])
+def test_features_transfer_works_with_every_student(gaps, student):
+    """The teacher's vectors widen any student's input and its predictions follow them."""
+    X, y = gaps[0][:48], gaps[1][:48]
+    reg = DistilledRegressor(
+        teacher=ZTeacher(), student=student, transfer="features", alpha=0.0, **FAST
+    ).fit(X, y)
+    assert reg.student_.n_atom_features_ == reg.n_atom_features_ + 100
+    if student == "crysxpp":  # the encoder's embedding is too narrow now; its convolutions fit
+        transferred = reg.student_.transferred_params_
+        assert "convs.0.fc_full.weight" in transferred and "embedding.weight" not in transferred
+    before = reg.predict(gaps[0][200:204])
+
+    class Shifted(ZTeacher):
+        def node_embeddings(self, crystals, graphs):
+            return np.roll(super().node_embeddings(crystals, graphs), 1, axis=1)
+
+    reg._teacher_cache_ = (reg.teacher, Shifted())
+    assert np.abs(reg.predict(gaps[0][200:204]) - before).max() > 1e-6
+
+
 def test_features_transfer_saves_its_teacher_by_name(gaps, tmp_path):
     from skcrystal.hub import load_model, save_model
 

@@ -188,7 +188,8 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         appended to the student's input atom features, in training and in prediction,
         so ``predict`` runs the teacher on the crystals it is given (a model of this
         kind is no longer a teacher-free student; use ``alpha=0`` for the input
-        features alone).
+        features alone). Every student takes them; a "crysxpp" student's embedding, now
+        wider than its encoder's, starts fresh while its convolutions are transferred.
     nonnegative, graph_builder, early_stopping, validation_fraction, n_iter_no_change,
     restore_best, random_state, optimizer, lr, lr_schedule, warmup_epochs, weight_decay,
     max_epochs, batch_size, device, **kwargs

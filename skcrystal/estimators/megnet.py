@@ -39,6 +39,12 @@ class MEGNetRegressor(CrystalGraphRegressorBase):
     n_gaussians : int, default=100
     gaussian_width : float, default=0.5
         Gaussians ``exp(-(d - mu)^2 / gaussian_width^2)``, centred from 0 to cutoff + 1 Å.
+    norm : {None, "batch"}, default=None
+        None is MEGNet as published: nothing is normalised. "batch" puts batch norm between
+        every dense layer of the atom and bond paths (not the state's or the head's) and
+        its softplus2, an addition that is not MEGNet: trained on 2,000 MP formation
+        energies it reaches a test MAE of 0.176 eV/atom in 25 epochs, where MEGNet as
+        published has 0.22 after 40 (docs/seed_models.md, "Learning on real data").
     graph_builder : CrystalGraphTransformer, default=None
         None means the 5 Å radius graph with the "atomic-number" table (above). Any
         builder works; with 12-nearest-neighbour graphs it is MEGNet on CGCNN's graph.
@@ -78,6 +84,7 @@ target_scale_, n_targets_, graph_builder_
         n_blocks: int = 3,
         n_gaussians: int = 100,
         gaussian_width: float = 0.5,
+        norm: str | None = None,
         graph_builder: CrystalGraphTransformer | None = None,
         **kwargs: Any,
     ) -> None:
@@ -89,6 +96,7 @@ target_scale_, n_targets_, graph_builder_
         self.n_blocks = n_blocks
         self.n_gaussians = n_gaussians
         self.gaussian_width = gaussian_width
+        self.norm = norm
 
     module_param_names = (
         "embedding",
@@ -98,6 +106,7 @@ target_scale_, n_targets_, graph_builder_
         "n_blocks",
         "n_gaussians",
         "gaussian_width",
+        "norm",
     )
 
     #: Distilled (``DistilledRegressor(student="megnet")``), MEGNet reads the teacher's
