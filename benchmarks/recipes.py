@@ -6,8 +6,8 @@ into train and validation; the others: a seed-0 permutation, 60/20/20). Every ar
 ``CGCNNRegressor`` on the training rows with ``validation_data`` = the validation rows
 (the best epoch is kept by validation MAE); the test rows are only reported. Arms:
 
-- ``new`` / ``defaults``: the estimators' defaults (``skcrystal.recipes``), run for all
-  ``max_epochs_`` without stopping; the report applies the default patience (and others)
+- ``new`` / ``defaults`` / ``defaults2``: the estimators' defaults (``skcrystal.recipes``),
+  run for all ``max_epochs_`` without stopping; the report applies the default patience (and others)
   to the recorded validation curve (exact: the cosine schedule does not depend on where
   training stops) and names a run by its epochs relative to today's ``auto_max_epochs``;
 - ``old``: skcrystal 0.1's defaults, ``recipe("skcrystal-0.1")``, as they run;
@@ -173,6 +173,7 @@ def arm_params(arm: str, n_train: int) -> dict:
     changes = {
         "new": {},
         "defaults": {},  # the same, under another name: a rerun after the rules changed
+        "defaults2": {},  # and after they changed again
         "lr1e-3": {"lr": 1e-3},
         "lr1e-2": {"lr": 1e-2},
         "onecycle": {"lr_schedule": "onecycle"},
@@ -260,14 +261,14 @@ DEFAULTS = "new defaults"
 def label(result: dict) -> str:
     """The report's name of a run, relative to today's defaults (``skcrystal.recipes``).
 
-    Runs that changed only ``max_epochs`` (``new``, ``epochs0.5``, ``epochs2``) are the
+    Runs that changed only ``max_epochs`` (``new``, ``defaults``, ``epochs2``...) are the
     defaults when their epochs are today's ``auto_max_epochs``, else "defaults, N
     epochs"; sweep arms name their epochs.
     """
     arm, epochs = result["arm"], result["max_epochs"]
     if arm in ("old", "authors"):
         return arm
-    if arm in ("new", "defaults", "epochs0.5", "epochs2"):
+    if arm in ("new", "defaults", "defaults2", "epochs0.5", "epochs2"):
         return (
             DEFAULTS if epochs == auto_max_epochs(result["n_train"]) else f"defaults, {epochs} ep"
         )

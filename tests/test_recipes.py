@@ -59,8 +59,8 @@ def test_auto_epochs_follow_the_data_size_and_are_recorded(data):
 
 
 def test_auto_rules():
-    assert [auto_max_epochs(n) for n in (10, 90, 564, 1000, 2250, 7000, 10**6)] == [
-        500, 500, 200, 150, 100, 100, 100,
+    assert [auto_max_epochs(n) for n in (10, 90, 190, 562, 563, 1000, 7000, 10**6)] == [
+        500, 500, 345, 201, 200, 200, 200, 200,
     ]  # fmt: skip
     assert auto_n_iter_no_change(30) == 20 and auto_n_iter_no_change(151) == 76
 

@@ -93,9 +93,9 @@ default="cosine"
         parameters are never decayed). Use it instead of ``optimizer__weight_decay``.
     max_epochs : int or "auto", default="auto"
         "auto" (resolved in :meth:`fit`, recorded as ``max_epochs_``) follows the number of
-        training crystals ``n``: ``ceil(150 * sqrt(1000 / n))`` within [100, 500]
-        (:func:`skcrystal.recipes.auto_max_epochs`): 500 epochs on up to 90 crystals, 200
-        on 564, 150 on 1,000, 100 on 2,250 or more.
+        training crystals ``n``: ``ceil(150 * sqrt(1000 / n))`` within [200, 500]
+        (:func:`skcrystal.recipes.auto_max_epochs`): 500 epochs on up to 90 crystals, 345
+        on 190, 200 on 563 or more.
     batch_size : int, default=64
         Crystals per mini-batch for training and prediction (prediction memory is bounded
         by it).
