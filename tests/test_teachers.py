@@ -47,6 +47,13 @@ class ZTeacher:
         return self
 
 
+class ShiftedZTeacher(ZTeacher):
+    """The same one-hot vectors, rolled by one column: other inputs for a features model."""
+
+    def node_embeddings(self, crystals, graphs):
+        return np.roll(super().node_embeddings(crystals, graphs), 1, axis=1)
+
+
 def test_chgnet_gives_one_unit_vector_per_atom_in_site_order(gaps, chgnet):
     structures = gaps[0][:12]
     graphs = CrystalGraphTransformer().transform(structures)
@@ -194,11 +201,7 @@ def test_features_transfer_feeds_the_teachers_vectors_into_the_student(gaps):
     before = reg.predict(X[:5])
     np.testing.assert_allclose(reg.predict(graphs), before, rtol=1e-5)  # graphs do for Z
 
-    class Shifted(ZTeacher):
-        def node_embeddings(self, crystals, graphs):
-            return np.roll(super().node_embeddings(crystals, graphs), 1, axis=1)
-
-    reg._teacher_cache_ = (reg.teacher, Shifted())
+    reg._teacher_cache_ = (reg.teacher, ShiftedZTeacher())
     assert not np.allclose(reg.predict(X[:5]), before, rtol=1e-3)
 
 
@@ -215,11 +218,7 @@ def test_features_transfer_works_with_every_student(gaps, student):
         assert "convs.0.fc_full.weight" in transferred and "embedding.weight" not in transferred
     before = reg.predict(gaps[0][200:204])
 
-    class Shifted(ZTeacher):
-        def node_embeddings(self, crystals, graphs):
-            return np.roll(super().node_embeddings(crystals, graphs), 1, axis=1)
-
-    reg._teacher_cache_ = (reg.teacher, Shifted())
+    reg._teacher_cache_ = (reg.teacher, ShiftedZTeacher())
     assert np.abs(reg.predict(gaps[0][200:204]) - before).max() > 1e-6
 
 

@@ -99,6 +99,7 @@ class MEGNetBlock(nn.Module):
     def __init__(self, width: int, hidden: int, pre_dense: bool, norm: bool = False) -> None:
         super().__init__()
         self.pre = (
+            # atoms, bonds, state: the state's pair is never normalised
             nn.ModuleList(Dense(width, (hidden, width), norm and i < 2) for i in range(3))
             if pre_dense
             else None
