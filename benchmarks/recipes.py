@@ -18,8 +18,10 @@ into train and validation; the others: a seed-0 permutation, 60/20/20). Every ar
 
 The test MAE is computed at every epoch whose validation MAE is the best so far (the
 epochs early stopping can return), so any patience can be replayed from one run.
-Results are appended to ``benchmarks/results/recipes.jsonl`` (one line per run; runs
-already there are skipped), and ``--report`` writes the tables into docs/benchmarks.md.
+Results are appended to ``benchmarks/results/recipes.jsonl`` (one line per run; a run
+already there with the same dataset, arm, seed and epochs is skipped, so an arm reruns
+when today's ``auto_max_epochs`` changes), and ``--report`` writes the tables into
+docs/benchmarks.md.
 
     python benchmarks/recipes.py --datasets dielectric-n piezo-eij --arms new old authors
     python benchmarks/recipes.py --report
@@ -396,12 +398,21 @@ def main(argv=None) -> int:
     RESULTS.parent.mkdir(exist_ok=True)
     done = set()
     if RESULTS.exists():
-        done = {(r["dataset"], r["arm"], r["seed"]) for r in map(json.loads, RESULTS.open())}
+        done = {
+            (r["dataset"], r["arm"], r["seed"], r["max_epochs"])
+            for r in map(json.loads, RESULTS.open())
+        }
     for dataset in args.datasets:
-        todo = [(a, s) for a in args.arms for s in args.seeds if (dataset, a, s) not in done]
+        data = DATASETS[dataset]()
+        n_train = len(data["train"][1])
+        todo = [
+            (arm, seed)
+            for arm in args.arms
+            for seed in args.seeds
+            if (dataset, arm, seed, arm_params(arm, n_train)["max_epochs"]) not in done
+        ]
         if not todo:
             continue
-        data = DATASETS[dataset]()
         builder = CrystalGraphTransformer()
         graphs = {part: builder.transform(data[part][0]) for part in data}
         for arm, seed in todo:
