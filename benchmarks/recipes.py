@@ -174,8 +174,9 @@ def arm_params(arm: str, n_train: int) -> dict:
     epochs = auto_max_epochs(n_train)
     changes = {
         "new": {},
-        "defaults": {},  # the same, under another name: a rerun after the rules changed
-        "defaults2": {},  # and after they changed again
+        # the same: names of reruns recorded before the skip key held the epochs
+        "defaults": {},
+        "defaults2": {},
         "lr1e-3": {"lr": 1e-3},
         "lr1e-2": {"lr": 1e-2},
         "onecycle": {"lr_schedule": "onecycle"},
