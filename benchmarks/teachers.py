@@ -27,6 +27,9 @@ there are skipped), the table to the ``teachers_distill`` section.
     python benchmarks/teachers.py distill --datasets mp-gap --fractions 0.05 --max-test 5000
     python benchmarks/teachers.py report
 
+Records of arms ``chgnet-l2:...`` in the results file are runs from before 2026-12-06,
+when the CHGNet teacher gave L2-normalised vectors (its features arms are now unnormalised).
+
 Datasets are those of benchmarks/recipes.py (the 60/20/20 split there is not used:
 the rows are pooled).
 """
@@ -241,7 +244,10 @@ def report(args) -> None:
         "further on the training crystals (`FINE_TUNING` in the script); per seed a "
         "permutation gives the training fraction, 10 % validation (early stopping, best "
         "epoch) and the rest as test. "
-        "Gain: 1 - distilled / plain test MAE, averaged over the same seeds. Runs from "
+        "Gain: 1 - distilled / plain test MAE, averaged over the same seeds. Arms "
+        "`chgnet-l2:...` are runs of the CHGNet teacher as it was before 2026-12-06, when it "
+        "gave L2-normalised atom vectors (they cannot be rerun by that name); `chgnet:...` "
+        "features arms since then get CHGNet's vectors unnormalised. Runs from "
         "2026-12-06 on reuse each crystal's teacher vectors within a run (`CachedTeacher`), "
         "so their fit minutes leave out most of the teacher's time.\n\n" + markdown_table(rows)
     )

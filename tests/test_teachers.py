@@ -1,6 +1,7 @@
 """Distillation teachers (issue 12): the protocol, CHGNet, and probes against controls."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,13 @@ class ZTeacher:
         return self
 
 
+class LongZTeacher(ZTeacher):
+    """The same directions, five times as long."""
+
+    def node_embeddings(self, crystals, graphs):
+        return 5 * super().node_embeddings(crystals, graphs)
+
+
 class ShiftedZTeacher(ZTeacher):
     """The same one-hot vectors, rolled by one column: other inputs for a features model."""
 
@@ -54,12 +62,15 @@ class ShiftedZTeacher(ZTeacher):
         return np.roll(super().node_embeddings(crystals, graphs), 1, axis=1)
 
 
-def test_chgnet_gives_one_unit_vector_per_atom_in_site_order(gaps, chgnet):
+def test_chgnet_gives_its_own_atom_vectors_in_site_order(gaps, chgnet):
     structures = gaps[0][:12]
     graphs = CrystalGraphTransformer().transform(structures)
     nodes = chgnet.node_embeddings(structures, graphs)
     assert nodes.shape == (graphs.node_ptr[-1], 64) and nodes.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(nodes, axis=1), 1.0, atol=1e-5)
+    # CHGNet's vectors as CHGNet itself returns them, not rescaled
+    own = chgnet._model().predict_structure(structures[2], return_atom_feas=True)["atom_fea"]
+    np.testing.assert_allclose(nodes[graphs.node_ptr[2] : graphs.node_ptr[3]], own, atol=1e-4)
+    assert np.linalg.norm(nodes, axis=1).min() > 5
     # the atoms of crystal 3 alone, and in reversed site order, get the same vectors
     one = structures[3]
     reversed_sites = Structure.from_sites(list(one)[::-1])
@@ -235,6 +246,17 @@ def test_features_transfer_saves_its_teacher_by_name(gaps, tmp_path):
     )
     with pytest.raises(ValueError, match="embeds the structures themselves"):
         reg.predict(CrystalGraphTransformer().transform(gaps[0][200:204]))
+    # a file from before CHGNet's vectors were given unnormalised is refused, not misread
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        description = json.loads(f.metadata()["skcrystal"])
+    del description["fitted"]["teacher_features"]
+    old = tmp_path / "unit-vectors.safetensors"
+    save_file(load_file(str(path)), str(old), metadata={"skcrystal": json.dumps(description)})
+    with pytest.raises(ValueError, match=r"gave them L2-normalised.*fit it again"):
+        load_model(old)
     by_object = DistilledRegressor(teacher=ZTeacher(), transfer="features", **FAST).fit(X, y)
     with pytest.raises(TypeError, match="stores a teacher by name only"):
         save_model(by_object, tmp_path / "object.safetensors")
@@ -262,6 +284,19 @@ def test_crystal_term_is_the_mse_of_normalised_mean_vectors():
     assert float(DistilledRegressor._crystal_loss(student, teacher, weighted)) == pytest.approx(
         ((0.7071068 - 1) ** 2 + 0.7071068**2) / 2, rel=1e-5
     )
+
+
+def test_embedding_loss_reads_the_teachers_directions_only(gaps):
+    """Unit vectors and five times longer ones teach the same: the loss normalises them."""
+    X, y = gaps[0][:64], gaps[1][:64]
+    unit, long = (
+        DistilledRegressor(teacher=teacher, alpha=0.5, **FAST).fit(X, y)
+        for teacher in (ZTeacher(), LongZTeacher())
+    )
+    np.testing.assert_allclose(
+        long.history_[:, "embedding_loss"], unit.history_[:, "embedding_loss"], rtol=1e-5
+    )
+    assert max(unit.history_[:, "embedding_loss"]) < 2 / 100  # unit vectors, 100 wide
 
 
 def test_nodes_plus_crystal_pulls_the_crystal_vectors(gaps):

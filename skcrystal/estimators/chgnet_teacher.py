@@ -4,8 +4,11 @@ CHGNet is a universal interatomic potential trained on the Materials Project Tra
 dataset (about 1.5 million DFT calculations of 146K MP compounds). Its atom vectors after
 the interaction blocks (64 wide, before the last atom convolution: what CHGNet's own
 ``return_atom_feas`` gives) describe each atom's chemical environment; this module hands
-them to :class:`~skcrystal.estimators.DistilledRegressor` L2-normalised per atom, the
-scale of a CrysGNN teacher's embeddings.
+them to :class:`~skcrystal.estimators.DistilledRegressor` as CHGNet computes them (their
+lengths, about 17 to 36, vary with the atom and its environment). The distiller
+L2-normalises them for its embedding loss and appends them unchanged with
+``transfer="features"``: normalised input features did worse on the validation crystals
+of the elastic moduli (docs/crysgnn.md).
 
 Needs the optional extra: ``pip install "skcrystal[chgnet]"`` (the ``chgnet`` wheel ships
 its weights; BSD licence).
@@ -89,7 +92,7 @@ class CHGNetTeacher:
         return self._network
 
     def node_embeddings(self, crystals: Any, graphs: CrystalGraphs) -> np.ndarray:
-        """CHGNet's L2-normalised atom vectors of each of ``crystals``, in site order.
+        """CHGNet's atom vectors of each of ``crystals``, in site order, as it gives them.
 
         Raises
         ------
@@ -121,9 +124,7 @@ class CHGNetTeacher:
                     f"X[{i}]: CHGNet sees {len(vectors)} atoms, its graph {size}; give the "
                     "teacher the crystals the graphs were built from"
                 )
-        nodes = np.concatenate(nodes).astype(np.float32)
-        norm = np.linalg.norm(nodes, axis=1, keepdims=True)
-        return nodes / np.maximum(norm, 1e-12)
+        return np.concatenate(nodes).astype(np.float32)
 
     @staticmethod
     def _convert(model, structure, index: int):

@@ -184,8 +184,9 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         the student's atom vectors pulled toward the teacher's. "nodes+crystal": the
         embedding loss also has a crystal-level term, the MSE of the two networks'
         mean atom vectors (each L2-normalised), so the student's crystal vector, which
-        its head reads, is pulled too. "features": the teacher's atom vectors are also
-        appended to the student's input atom features, in training and in prediction,
+        its head reads, is pulled too. "features": the teacher's atom vectors, as the
+        teacher gives them (not normalised), are also appended to the student's input
+        atom features, in training and in prediction,
         so ``predict`` runs the teacher on the crystals it is given (a model of this
         kind is no longer a teacher-free student; use ``alpha=0`` for the input
         features alone). Every student takes them; a "crysxpp" student's embedding, now
@@ -283,14 +284,38 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         return params
 
     def fitted_state(self) -> dict[str, Any]:
-        return {**super().fitted_state(), "teacher_width": int(self.teacher_width_)}
+        state = {**super().fitted_state(), "teacher_width": int(self.teacher_width_)}
+        if self.transfer == "features":
+            state["teacher_features"] = "as given"  # not the unit vectors of earlier files
+        return state
 
-    def restore(self, graph_builder, state_dict, *, teacher_width: int, **fitted):
+    def restore(
+        self,
+        graph_builder,
+        state_dict,
+        *,
+        teacher_width: int,
+        teacher_features: str | None = None,
+        **fitted,
+    ):
         """Make this estimator fitted from saved weights (see :mod:`skcrystal.hub`).
 
         A student that takes an ``encoder`` (CrysXPP) gets ``encoder=None`` in
         ``student_params``: its weights come from ``state_dict``, not from an encoder.
+
+        Raises
+        ------
+        ValueError
+            For a CHGNet features model written before 2026-12-06 (no
+            ``teacher_features``): it was trained on CHGNet's vectors L2-normalised,
+            which the teacher no longer gives, so its predictions would be wrong.
         """
+        if self.transfer == "features" and self.teacher == "chgnet" and teacher_features is None:
+            raise ValueError(
+                "this model file takes CHGNet's atom vectors as input features and was "
+                "written when the chgnet teacher gave them L2-normalised; it now gives them "
+                "as CHGNet computes them, so the model would predict wrongly: fit it again"
+            )
         self.teacher_width_ = teacher_width
         student = STUDENTS.get(self.student) if isinstance(self.student, str) else None
         if student is not None and "encoder" in inspect.signature(student).parameters:
@@ -454,7 +479,8 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         if not training:
             return loss
         if student_nodes is not None and teacher_nodes is not None:
-            target = to_tensor(teacher_nodes, device=self.device)
+            # the teacher's vectors as it gives them (CHGNet's are not unit vectors)
+            target = F.normalize(to_tensor(teacher_nodes, device=self.device), dim=1)
             embedding = self._embedding_loss(student_nodes, target, X)
             if self.transfer == "nodes+crystal":
                 embedding = embedding + self._crystal_loss(student_nodes, target, X)

@@ -14,7 +14,9 @@ protocol: no base class to inherit):
     structures themselves).
 ``node_embeddings(crystals, graphs)`` -> ndarray of shape (total atoms, width)
     One row per atom of ``graphs``, in its order (rows ``graphs.node_ptr[i]`` to
-    ``graphs.node_ptr[i + 1]`` belong to crystal ``i``). ``crystals`` are the items the
+    ``graphs.node_ptr[i + 1]`` belong to crystal ``i``), at the teacher's own scale: the
+    distiller L2-normalises each row for its embedding loss and appends the rows as they
+    are with ``transfer="features"``. ``crystals`` are the items the
     student is fitted on (Structures, files, ...), or None when it is given graphs only;
     a teacher that needs structures refuses None with a ValueError saying so. A teacher
     never trains here: it is evaluated, the same way for every call.
