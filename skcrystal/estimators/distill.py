@@ -479,7 +479,7 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         if not training:
             return loss
         if student_nodes is not None and teacher_nodes is not None:
-            # the teacher's vectors as it gives them (CHGNet's are not unit vectors)
+            # teachers give their vectors at their own scale (CHGNet's are not unit vectors)
             target = F.normalize(to_tensor(teacher_nodes, device=self.device), dim=1)
             embedding = self._embedding_loss(student_nodes, target, X)
             if self.transfer == "nodes+crystal":
