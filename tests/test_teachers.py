@@ -247,11 +247,11 @@ def test_features_transfer_saves_its_teacher_by_name(gaps, tmp_path):
     with pytest.raises(ValueError, match="embeds the structures themselves"):
         reg.predict(CrystalGraphTransformer().transform(gaps[0][200:204]))
     # a file from before CHGNet's vectors were given unnormalised is refused, not misread
-    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    with safe_open(str(path), framework="pt") as f:
-        description = json.loads(f.metadata()["skcrystal"])
+    from skcrystal.model_files import read_description
+
+    description = read_description(path)
     del description["fitted"]["teacher_features"]
     old = tmp_path / "unit-vectors.safetensors"
     save_file(load_file(str(path)), str(old), metadata={"skcrystal": json.dumps(description)})
