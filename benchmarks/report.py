@@ -19,6 +19,10 @@ HEADER = """# Benchmarks
 
 Every section below is written by the script named in it (`python benchmarks/<script>`),
 on the machine it names; rerun the script to refresh it. Numbers are measured, not copied.
+
+The bundled teacher `crysgnn-mp` was replaced on 2026-12-07 (docs/crysgnn.md): sections
+dated before that which name `crysgnn-mp` measured skcrystal 0.1's teacher (sha256
+`d5fb3a33...`, in the git history), called `crysgnn-mp-0.1` where both appear.
 """
 
 

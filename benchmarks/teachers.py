@@ -29,6 +29,10 @@ there are skipped), the table to the ``teachers_distill`` section.
 
 Records of arms ``chgnet-l2:...`` in the results file are runs from before 2026-12-06,
 when the CHGNet teacher gave L2-normalised vectors (its features arms are now unnormalised).
+Records of arms ``crysgnn-mp-0.1...`` are runs of the bundled teacher of skcrystal 0.1
+(sha256 ``d5fb3a33...``, in the git history), replaced on 2026-12-07 by the teacher of
+benchmarks/teacher_recipe.py; ``crysgnn-mp`` arms since then are the new one (run as
+``out/crysgnn-pool.safetensors`` before it was bundled).
 
 Datasets are those of benchmarks/recipes.py (the 60/20/20 split there is not used:
 the rows are pooled).
@@ -247,7 +251,9 @@ def report(args) -> None:
         "Gain: 1 - distilled / plain test MAE, averaged over the same seeds. Arms "
         "`chgnet-l2:...` are runs of the CHGNet teacher as it was before 2026-12-06, when it "
         "gave L2-normalised atom vectors (they cannot be rerun by that name); `chgnet:...` "
-        "features arms since then get CHGNet's vectors unnormalised. Runs from "
+        "features arms since then get CHGNet's vectors unnormalised. Arms `crysgnn-mp-0.1` "
+        "are runs of skcrystal 0.1's bundled teacher, replaced on 2026-12-07 (`crysgnn-mp` "
+        "arms since then are the new one). Runs from "
         "2026-12-06 on reuse each crystal's teacher vectors within a run (`CachedTeacher`), "
         "so their fit minutes leave out most of the teacher's time.\n\n" + markdown_table(rows)
     )
