@@ -121,15 +121,25 @@ def _obelix() -> dict:
     return _parts(table.structure, table.log10_conductivity, rows)
 
 
-def _carbon() -> dict:
+def carbon24() -> pd.DataFrame:
+    """Carbon-24's validation and test files (CDVAE) in file order, with ``structure``
+    parsed from each CIF and ``part`` ("val" or "test")."""
     from pymatgen.core import Structure
 
     folder = get_data_home() / "cdvae"
     table = pd.concat(
-        [pd.read_csv(folder / f"carbon_24_{part}.csv.gz", index_col=0) for part in ("val", "test")]
+        [
+            pd.read_csv(folder / f"carbon_24_{part}.csv.gz", index_col=0).assign(part=part)
+            for part in ("val", "test")
+        ]
     )
-    structures = [Structure.from_str(cif, fmt="cif") for cif in table.cif]
-    return _three(structures, table.energy_per_atom)
+    table["structure"] = [Structure.from_str(cif, fmt="cif") for cif in table.cif]
+    return table
+
+
+def _carbon() -> dict:
+    table = carbon24()
+    return _three(list(table.structure), table.energy_per_atom)
 
 
 DATASETS = {

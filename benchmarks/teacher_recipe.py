@@ -42,7 +42,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from recipes import carbon24
 from report import machine, markdown_table, write_section
+from sklearn.dummy import DummyRegressor
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -60,6 +62,7 @@ from skcrystal.datasets import (
 )
 from skcrystal.dedup import find_duplicates
 from skcrystal.hub import save_model
+from skcrystal.teachers import RIDGE_PENALTIES
 
 RESULTS = Path(__file__).parent / "results" / "teacher_recipe.jsonl"
 PROBE_TARGETS = ("e_form", "efermi")
@@ -68,18 +71,13 @@ PROBE_TARGETS = ("e_form", "efermi")
 def unlabelled_pool(jobs: int) -> pd.DataFrame:
     """Every structure of the data home: columns ``structure``, ``source`` and, for the MP
     crystals, the probe targets (NaN elsewhere); duplicates of an earlier row removed."""
-    from pymatgen.core import Structure
-
     mp = load_mp_properties(n_jobs=jobs)
     parts = [mp.assign(source="mp")[["structure", "source", *PROBE_TARGETS]]]
     parts.append(load_mp_elasticity(n_jobs=jobs).assign(source="elasticity"))
     for name in ("dielectric_constant", "piezoelectric_tensor", "flla_2015"):
         parts.append(load_matminer_legacy(name).assign(source=name))
-    folder = get_data_home() / "cdvae"
-    for part in ("val", "test"):
-        table = pd.read_csv(folder / f"carbon_24_{part}.csv.gz", index_col=0)
-        structures = [Structure.from_str(cif, fmt="cif") for cif in table.cif]
-        parts.append(pd.DataFrame({"structure": structures, "source": f"carbon24_{part}"}))
+    carbon = carbon24()
+    parts.append(carbon.assign(source="carbon24_" + carbon.part))
     jarvis = get_data_home() / "jarvis_alignn_sample" / "jarvis_optb88vdw_gap_sample50.tar.xz"
     parts.append(load_cgcnn_folder(jarvis).assign(source="jarvis_sample"))
     parts.append(load_obelix().dropna(subset=["structure"]).assign(source="obelix"))
@@ -95,21 +93,18 @@ def probe_score(embeddings: np.ndarray, targets: pd.DataFrame) -> dict[str, floa
     """Ridge (penalty chosen in each training fold) on the embeddings, 5 shuffled folds
     (seed 0): MAE per target and relative to the mean predictor, summed as ``score``."""
     folds = KFold(5, shuffle=True, random_state=0)
-    scores, total = {}, 0.0
+    ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_PENALTIES))
+    scores, score = {}, 0.0
     for column in targets:
         known = targets[column].notna().to_numpy()
-        y = targets[column].to_numpy()[known]
-        ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
-        mae = -cross_val_score(
-            ridge, embeddings[known], y, cv=folds, scoring="neg_mean_absolute_error"
-        ).mean()
-        baseline = np.mean(
-            [np.abs(y[test] - y[train].mean()).mean() for train, test in folds.split(y)]
+        features, y = embeddings[known], targets[column].to_numpy()[known]
+        mae, baseline = (
+            -cross_val_score(model, features, y, cv=folds, scoring="neg_mean_absolute_error").mean()
+            for model in (ridge, DummyRegressor())
         )
         scores[column] = float(mae)
-        total += mae / baseline
-    scores["score"] = float(total)
-    return scores
+        score += mae / baseline
+    return {**scores, "score": float(score)}
 
 
 class ProbeEachEpoch(Callback):
