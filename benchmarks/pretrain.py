@@ -16,6 +16,10 @@ pretrainer as a safetensors file that ``CrysXPPRegressor(encoder=...)`` or
 masking instead (``CrysGNNPretrainer(pretraining="attribute_masking")``), the
 Pretrain-GNN baseline of CrysGNN's Table 3; it needs no space groups.
 
+Adam's learning rate is the pretrainer's default unless ``--lr`` is given: 3e-3 for
+CrysAE; 0.03 for CrysGNN since 2026-12-07 (benchmarks/teacher_recipe.py chose it). The
+CrysGNN and Pretrain-GNN runs before that date used ``--lr 0.003``, then the default.
+
 Throughput counts training crystals per second of ``fit`` (validation included); peak
 memory is the process's maximum resident set size on CPU, or the largest CUDA
 allocation on a GPU.
@@ -42,11 +46,12 @@ def make_pretrainer(name: str, args: argparse.Namespace):
         max_epochs=args.epochs,
         n_iter_no_change=args.epochs,
         batch_size=args.batch_size,
-        lr=args.lr,
         random_state=0,
         verbose=1,
         device=args.device,
     )
+    if args.lr is not None:  # else the pretrainer's own default
+        common["lr"] = args.lr
     if name == "crysae":
         from skcrystal import CrysAEPretrainer
 
@@ -62,7 +67,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["crysae", "crysgnn", "pretrain-gnn"], default="crysae")
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument(
+        "--lr", type=float, help="Adam's learning rate (default: the pretrainer's default)"
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--limit", type=int, help="only the first N structures (a smoke run)")
     parser.add_argument("--threads", type=int, default=2)
@@ -133,7 +140,7 @@ def main() -> None:
         f"Pretraining: {args.model} on the unlabelled MP structures",
         f"`python benchmarks/pretrain.py --model {args.model} --epochs {args.epochs} "
         f"--batch-size {args.batch_size} --device {args.device}` on {machine(args.device)}."
-        f"\n\n{markdown_table([row])}\n\nAdam lr {args.lr}, seed 0; graphs built in "
+        f"\n\n{markdown_table([row])}\n\nAdam lr {model.lr}, seed 0; graphs built in "
         f"{graph_time:.0f} s (not counted above); {n_duplicates} duplicate structures "
         f"removed first.{coverage}{extra}",
     )
