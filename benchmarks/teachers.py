@@ -232,6 +232,7 @@ def report_probe() -> None:
         row["unit"] = PROBE_UNITS[r["dataset"]]
         row["minutes"] = r["minutes"]
         row["threads"] = r["threads"]
+        row["date"] = r["date"]
         rows.append(row)
     rows.sort(key=lambda row: list(PROBE_DATASETS).index(row["dataset"]))
     tally = "; ".join(f"`{t}` {sum(w)} of {len(w)}" for t, w in wins.items())
@@ -252,8 +253,10 @@ def report_probe() -> None:
         "magnetisation rows are not a fair test of it. Minutes (on that many CPU threads): "
         "embedding (teacher and "
         "twin) and probing (the MP properties after `mp-e_form` reuse its vectors: "
-        "probing only). Rows of `crysgnn-mp-0.1` (skcrystal 0.1's bundled teacher) are "
-        "from 2026-12-06, before it was replaced.\n\n"
+        "probing only). Rows of `crysgnn-mp-0.1` are skcrystal 0.1's bundled teacher, "
+        "probed before it was replaced on 2026-12-07; `crysgnn-mp` rows of 2026-12-06 "
+        "probed today's weights as the file `out/crysgnn-pool.safetensors`, before they "
+        "were bundled.\n\n"
         f"Gradient boosting on the teacher beats it on its twin: {tally} datasets.\n\n"
         + markdown_table(rows)
     )
