@@ -126,8 +126,8 @@ def _ordered(name: str):
 MAX_CRYSTALS = 5000
 
 #: Every target of the data home a probe can read, as ``name: () -> (structures, y)``.
-#: The four MP properties share one sample of crystals (cached vectors); the HSE gaps and
-#: the datasets of benchmarks/recipes.py are pooled over their splits.
+#: The four MP properties share one sample of crystals (cached vectors); the datasets of
+#: benchmarks/recipes.py are pooled over their splits.
 PROBE_DATASETS = {
     "mp-e_form": _mp_properties("e_form"),
     "mp-band_gap": _mp_properties("band_gap"),
@@ -182,7 +182,7 @@ def probe_records() -> list[dict]:
 
 def probe(args) -> None:
     done = {(r["dataset"], r["teacher"]) for r in probe_records()}
-    cached, group = {}, None
+    cached, previous = {}, None
     for dataset in args.datasets or list(PROBE_DATASETS):
         todo = [t for t in args.teachers if (dataset, t) not in done]
         if not todo:
@@ -192,9 +192,9 @@ def probe(args) -> None:
             keep = np.sort(np.random.default_rng(0).permutation(len(y))[:MAX_CRYSTALS])
             structures, y = [structures[i] for i in keep], y[keep]
         # Vectors are cached per Structure object: only the MP properties share objects.
-        if not (dataset in MP_PROPERTIES and group in MP_PROPERTIES):
+        if not (dataset in MP_PROPERTIES and previous in MP_PROPERTIES):
             cached = {}
-        group = dataset
+        previous = dataset
         for teacher in todo:
             if teacher not in cached:
                 cached[teacher] = CachedTeacher(get_teacher(teacher))
