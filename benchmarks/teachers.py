@@ -311,6 +311,21 @@ def done_runs() -> set[tuple]:
     return {(r["dataset"], r["fraction"], r["seed"], r["arm"]) for r in runs}
 
 
+def teacher_name(arm: str) -> str:
+    """The teacher of a ``teacher[:transfer][@alpha]`` arm."""
+    return arm.partition("@")[0].partition(":")[0]
+
+
+def distilled(arm: str, teacher, **params) -> DistilledRegressor:
+    """The student of a ``teacher[:transfer][@alpha]`` arm taught by ``teacher`` (a name or
+    a teacher object): transfer "nodes" and alpha 0.5 unless the arm names them."""
+    spec, _, alpha = arm.partition("@")
+    transfer = spec.partition(":")[2] or "nodes"
+    return DistilledRegressor(
+        teacher=teacher, alpha=float(alpha or 0.5), transfer=transfer, **params
+    )
+
+
 def distill(args) -> None:
     done = done_runs()
     for dataset in args.datasets or ["elastic-logG", "elastic-logK", "dielectric-n"]:
@@ -333,16 +348,10 @@ def distill(args) -> None:
                         reg = load_model(arm.partition(":")[2], device=args.device)
                         reg.set_params(**FINE_TUNING, random_state=seed)
                     else:  # "teacher[:transfer][@alpha]"
-                        spec, _, alpha = arm.partition("@")
-                        teacher, _, transfer = spec.partition(":")
-                        if teacher not in teachers:
-                            teachers[teacher] = CachedTeacher(get_teacher(teacher))
-                        reg = DistilledRegressor(
-                            teacher=teachers[teacher],
-                            alpha=float(alpha or 0.5),
-                            transfer=transfer or "nodes",
-                            **params,
-                        )
+                        name = teacher_name(arm)
+                        if name not in teachers:
+                            teachers[name] = CachedTeacher(get_teacher(name))
+                        reg = distilled(arm, teachers[name], **params)
                     start = time.perf_counter()
                     reg.fit(X_train, y[train], validation_data=(X_valid, y[valid]))
                     minutes = (time.perf_counter() - start) / 60
@@ -367,17 +376,6 @@ def distill(args) -> None:
     report(args)
 
 
-def _estimator(arm: str, params: dict):
-    """Plain CGCNN, or the distilled student of a ``teacher[:transfer][@alpha]`` arm."""
-    if arm == "plain":
-        return CGCNNRegressor(**params)
-    spec, _, alpha = arm.partition("@")
-    teacher, _, transfer = spec.partition(":")
-    return DistilledRegressor(
-        teacher=teacher, alpha=float(alpha or 0.5), transfer=transfer or "nodes", **params
-    )
-
-
 def overhead(args) -> None:
     """Fit and predict seconds of each arm against plain training, teachers uncached."""
     epochs = args.epochs
@@ -393,15 +391,13 @@ def overhead(args) -> None:
         fits, predictions = {arm: [] for arm in arms}, {arm: [] for arm in arms}
         for _ in range(args.repeats):  # the arms in turn, so that slow spells hit them all
             for arm in arms:
-                reg = _estimator(
-                    arm,
-                    dict(
-                        random_state=0,
-                        device=args.device,
-                        max_epochs=epochs,
-                        n_iter_no_change=epochs,
-                    ),
+                params = dict(
+                    random_state=0, device=args.device, max_epochs=epochs, n_iter_no_change=epochs
                 )
+                if arm == "plain":
+                    reg = CGCNNRegressor(**params)
+                else:
+                    reg = distilled(arm, teacher_name(arm), **params)
                 start = time.perf_counter()
                 reg.fit(X_train, y[train], validation_data=(X_valid, y[valid]))
                 fits[arm].append(time.perf_counter() - start)
@@ -413,7 +409,7 @@ def overhead(args) -> None:
         for arm in arms:
             teacher_seconds = ""
             if arm != "plain":
-                teacher = get_teacher(arm.partition("@")[0].partition(":")[0])
+                teacher = get_teacher(teacher_name(arm))
                 start = time.perf_counter()
                 teacher.node_embeddings(X_train + X_valid, graphs)
                 teacher_seconds = time.perf_counter() - start
