@@ -11,7 +11,7 @@ run on the 20/10/70 split (seed 0; the epoch and any setting chosen on the valid
     python benchmarks/accuracy_mp.py --target e_form --model distilled-cgcnn --alpha 0.5 0.9
     python benchmarks/accuracy_mp.py --target e_form --model crysgnn
     python benchmarks/accuracy_mp.py --target e_form --model crysxpp --encoder crysae-mp.safetensors
-    python benchmarks/pretrain.py --model pretrain-gnn --lr 0.003 --save pretrain-gnn.safetensors
+    python benchmarks/pretrain.py --model pretrain-gnn --epochs 10 --save pretrain-gnn.safetensors
     python benchmarks/accuracy_mp.py --model pretrain-gnn --encoder pretrain-gnn.safetensors
     (each with --target e_form, the default, and --target gap_pbe), then
     python benchmarks/crysgnn_table3.py
