@@ -39,17 +39,17 @@ TARGETS = {"e_form": "formation energy (eV/atom)", "gap_pbe": "band gap (eV)"}
 PUBLISHED: dict[tuple[str, str], float] = {}
 
 
-def run_date(section: re.Match) -> str:
-    """The date a section's run was made (the last thing on its command line)."""
-    found = re.search(r"(\d{4}-\d{2}-\d{2})\.\n", section["body"])
+def run_date(body: str) -> str:
+    """The date a section's run was made (the end of its :func:`report.machine` line)."""
+    found = re.search(r"(\d{4}-\d{2}-\d{2})\.\n", body)
     return found.group(1) if found else "date not recorded"
 
 
 def main() -> None:
-    measured = {
-        (match["target"], match["name"]): (*section_result(match["body"])[:2], run_date(match))
-        for match in SECTION.finditer(DOC.read_text())
-    }
+    measured = {}
+    for match in SECTION.finditer(DOC.read_text()):
+        mae, hardware, _ = section_result(match["body"])
+        measured[match["target"], match["name"]] = (mae, hardware, run_date(match["body"]))
     rows = []
     for model, label in MODELS.items():
         row = {"system": label}
@@ -66,10 +66,9 @@ def main() -> None:
         "`python benchmarks/crysgnn_table3.py`: test MAE of each use of pretraining, "
         "collected from this page's accuracy sections (`benchmarks/accuracy_mp.py`, 20 % "
         "training, 10 % validation, 70 % test, seed 0), beside the published values. "
-        "— : not measured yet. The distilled rows made before 2026-12-07 used skcrystal "
-        "0.1's bundled teacher `crysgnn-mp` (pretrained at lr 3e-3 with the graph-level "
-        "losses), replaced that day by today's (lr 0.03, chosen by a probe; its model card); "
-        "the fine-tuned CrysGNN rows made since use today's.\n\n" + markdown_table(rows),
+        "— : not measured yet. Rows dated before 2026-12-07 that use `crysgnn-mp` (the "
+        "distilled CGCNN) had skcrystal 0.1's teacher (see the top of this page).\n\n"
+        + markdown_table(rows),
     )
 
 
