@@ -446,6 +446,30 @@ def test_authors_crysxpp_mae_on_materials_project(authors_regressor, data_home):
     assert np.all(np.abs(authors_regressor.feature_importances_ - 1) < 0.05)
 
 
+def test_authors_training_log_is_read_as_printed(data_home, tmp_path):
+    import gzip
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    try:
+        from seeds_table2 import AUTHORS_LOG, authors_run
+    finally:
+        sys.path.pop(0)
+    run = authors_run(data_home / AUTHORS_LOG)
+    assert (run["n_train"], run["n_test"], run["epochs"], run["lr"]) == (7347, 29390, 200, 0.01)
+    assert (run["best_epoch"], round(run["best_test_mae"], 4)) == (135, 0.0828)
+    assert run["best_test_mae"] < run["median_last_20"] and run["last_test_mae"] > 0.1
+    lines = ["Learning Rate : 0.01", "Train size 10", "Test size 40"] + [
+        f"Epoch :{k} Train Loss : 1 Train MAE : 1 Test MAE : {mae} Best Test MAE : 0.2"
+        for k, mae in ((1, 0.3), (2, 0.2))
+    ]
+    forged = tmp_path / "log.txt.gz"
+    forged.write_bytes(gzip.compress("\n".join([*lines, "Best Test MAE :0.25"]).encode()))
+    with pytest.raises(ValueError, match="not the lowest of its epochs"):
+        authors_run(forged)
+
+
 def test_authors_crysxpp_fine_tunes_with_warm_start(weights, atom_init, data):
     reg = CrysXPPRegressor.from_authors_checkpoint(
         weights / "model_best.pth.tar", atom_features=atom_init
