@@ -70,10 +70,10 @@ for stage in $STAGES; do
         cuda_tests) run_stage cuda_tests 120 python3 -m pytest -q -m gpu tests ;;
         alignn_speed)
             # shellcheck disable=SC2086
-            run_stage alignn_speed 100 python3 benchmarks/alignn.py speed --device "$DEVICE" \
+            run_stage alignn_speed 100 python3 benchmarks/alignn_bench.py speed --device "$DEVICE" \
                 $SPEED_ARGS ;;
         alignn_accuracy)
-            run_stage alignn_accuracy 300 python3 benchmarks/alignn.py accuracy \
+            run_stage alignn_accuracy 300 python3 benchmarks/alignn_bench.py accuracy \
                 --device "$DEVICE" --target e_form --budget "$ACCURACY_MINUTES" --jobs 16 \
                 --threads 8 ;;
         *) echo "unknown stage $stage" >&2; exit 2 ;;

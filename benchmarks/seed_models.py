@@ -3,7 +3,7 @@
 ``speed``: on 512 random MP crystals (seed 0), how fast each model's default graphs build
 and how many bonds per atom they hold, then training and prediction graphs/s and the
 memory one training step keeps for the backward pass (batch 64, CGCNN as the anchor),
-as ``benchmarks/alignn.py speed`` measures ALIGNN.
+as ``benchmarks/alignn_bench.py speed`` measures ALIGNN.
 
 ``recipes``: on MP formation energies (the first 2,500 crystals of a seed-0 shuffle
 that every model can take: a 5 Å radius graph exists and ElemNet knows the elements),
@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 import torch
-from alignn import time_network
+from alignn_bench import time_network
 from report import machine, markdown_table, write_section
 from sklearn.base import clone
 

@@ -13,15 +13,23 @@ builds the graphs of all 36,737 crystals with bond vectors and reports their mem
 On the CPU, freed memory is kept for reuse (:func:`skcrystal.nn.allocation.keep_freed_memory`)
 unless ``--plain-malloc``; the speed table has one row without it, measured first.
 
+``--reference`` adds the anchor of the reference package at each size: ``alignn``
+2026.8.11's pure-PyTorch ``ALIGNNAtomWisePure`` (its DGL models cannot be installed beside
+torch 2.13), as a property model (no forces, no penalties), fed the same bonds, bond
+vectors and per-batch line graphs (:class:`ReferenceALIGNN`). It normalises with layer
+norm where the published ALIGNN (and skcrystal's) uses batch norm; the layers are
+otherwise the same. Install it without its dependencies, which skcrystal already has or
+the model does not import: ``pip install --no-deps alignn==2026.8.11 pydantic-settings``.
+
 ``accuracy`` (section ``alignn_<target>_<tag>``): the fixed 20/10/70 split of
 ``benchmarks/accuracy_mp.py`` (seed 0), the 10 % validation crystals choose the epoch.
 A run gets ``--budget`` minutes: one timed epoch on a tenth of the training crystals
 sizes ``max_epochs`` so that the one-cycle schedule ends within the budget. ``--distil``
 trains ``DistilledRegressor(student="alignn")`` with the same network and recipe.
 
-    python benchmarks/alignn.py speed --n 512
-    python benchmarks/alignn.py accuracy --target e_form --layers 2 2 --hidden 64 --budget 25
-    python benchmarks/alignn.py accuracy --target e_form --device cuda --epochs 300  # published
+    python benchmarks/alignn_bench.py speed --n 512 --all-graphs --reference
+    python benchmarks/alignn_bench.py accuracy --target e_form --layers 2 2 --hidden 64 --budget 25
+    python benchmarks/alignn_bench.py accuracy --target e_form --device cuda --epochs 300
 """
 
 from __future__ import annotations
@@ -55,6 +63,55 @@ SIZES = {
 }
 # Today's CGCNN on the same split (docs/benchmarks.md, accuracy_e_form_cgcnn / gap_pbe).
 CGCNN_TEST_MAE = {"e_form": 0.07345, "gap_pbe": 0.4083}
+
+
+class ReferenceALIGNN(torch.nn.Module):
+    """The reference package's pure-PyTorch ALIGNN on skcrystal's batches.
+
+    Edges run ``source -> target`` (skcrystal's ``neighbor -> center``), so the reference's
+    bond vector ``r`` (from its source to its target) is minus skcrystal's; the line graph
+    is skcrystal's :func:`~skcrystal.nn.line_graph.bond_pairs`, built in each forward pass
+    as skcrystal's ALIGNN builds it.
+    """
+
+    def __init__(self, alignn_layers: int, gcn_layers: int, hidden_features: int) -> None:
+        super().__init__()
+        from alignn.models.alignn_atomwise_pure import (
+            ALIGNNAtomWisePure,
+            ALIGNNAtomWisePureConfig,
+        )
+
+        config = ALIGNNAtomWisePureConfig(
+            name="alignn_atomwise_pure",
+            alignn_layers=alignn_layers,
+            gcn_layers=gcn_layers,
+            hidden_features=hidden_features,
+            atom_input_features=92,
+            calculate_gradient=False,
+            gradwise_weight=0.0,
+            energy_mult_natoms=False,
+            use_penalty=False,
+            use_zbl=False,
+        )
+        self.network = ALIGNNAtomWisePure(config)
+
+    def forward(self, batch) -> torch.Tensor:
+        from alignn.torch_graph_builder import TorchGraph
+
+        n_atoms = len(batch.atom_features)
+        first, second = bond_pairs(batch.neighbor, batch.center, n_atoms)
+        crystal_of_bond = batch.crystal_index.index_select(0, batch.center)
+        graph = TorchGraph(
+            num_nodes=n_atoms,
+            src=batch.neighbor,
+            dst=batch.center,
+            ndata={"atom_features": batch.atom_features},
+            edata={"r": -batch.vector},
+            batch_num_nodes=batch.n_atoms,
+            batch_num_edges=torch.bincount(crystal_of_bond, minlength=len(batch)),
+        )
+        line_graph = TorchGraph(num_nodes=len(batch.center), src=first, dst=second)
+        return self.network((graph, line_graph, None))["out"][:, None]
 
 
 def saved_bytes(step) -> int:
@@ -156,6 +213,9 @@ def speed(args: argparse.Namespace) -> None:
     networks["CGCNN default (anchor)"] = ("nearest", lambda: CGCNN(92, 1, 8.0))
     for name, size in SIZES.items():
         networks[name] = ("shell", lambda size=size: ALIGNN(92, 1, 8.0, **size))
+        if args.reference:
+            reference = name.replace("ALIGNN", "reference alignn_atomwise_pure")
+            networks[reference] = ("shell", lambda size=size: ReferenceALIGNN(**size))
     for name, (rule, build) in networks.items():
         if args.skip_published and "published" in name and not args.device.startswith("cuda"):
             continue
@@ -187,7 +247,7 @@ def speed(args: argparse.Namespace) -> None:
     malloc = "" if args.plain_malloc else ", freed CPU memory kept for reuse"
     bonds = np.mean([len(b.center) for b, _ in batches["shell"]])
     body = (
-        f"`python benchmarks/alignn.py {' '.join(sys.argv[1:])}` on {machine(args.device)}, "
+        f"`python benchmarks/alignn_bench.py {' '.join(sys.argv[1:])}` on {machine(args.device)}, "
         f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB.\n\n"
         f"Graphs of {len(df)} random MP crystals (seed 0):\n\n{markdown_table(graph_rows)}\n\n"
         f"Networks on {n_batches} batches of {args.batch_size} of them (the first warms up, the "
@@ -256,7 +316,7 @@ def accuracy(args: argparse.Namespace) -> None:
     if args.neighbor_rule != "shell":
         tag += f"_{args.neighbor_rule}"
     body = (
-        f"`python benchmarks/alignn.py {' '.join(sys.argv[1:])}` on {machine(args.device)}."
+        f"`python benchmarks/alignn_bench.py {' '.join(sys.argv[1:])}` on {machine(args.device)}."
         f"\n\n{markdown_table([row])}\n\nAdamW, one-cycle to lr {args.lr} per batch, weight "
         f"decay 1e-5, batch 64, {epochs} epochs"
         + (f" (what fits {args.budget} min here)" if args.epochs is None else "")
@@ -277,6 +337,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=6, help="speed: 1 warm-up, rest timed")
     parser.add_argument("--skip-published", action="store_true", help="speed: not the 4+4 on CPU")
     parser.add_argument("--all-graphs", action="store_true")
+    parser.add_argument(
+        "--reference", action="store_true", help="speed: also the alignn package's pure model"
+    )
     parser.add_argument("--target", choices=["e_form", "gap_pbe"], default="e_form")
     parser.add_argument("--layers", type=int, nargs=2, default=[4, 4])
     parser.add_argument("--hidden", type=int, default=256)
