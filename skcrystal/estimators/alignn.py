@@ -36,7 +36,7 @@ class ALIGNNRegressor(CrystalGraphRegressorBase):
     GB, so use ``device="cuda"``, or a CPU-sized variant such as
     ``ALIGNNRegressor(alignn_layers=2, gcn_layers=2, hidden_features=64)``. On the CPU,
     call :func:`skcrystal.nn.allocation.keep_freed_memory` once before training: it
-    spares the page faults of the large per-batch tensors (2.4x faster training here).
+    spares the page faults of the large per-batch tensors (1.7-2.4x faster training here).
 
     Parameters
     ----------

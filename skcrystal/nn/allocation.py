@@ -6,8 +6,8 @@ is then zeroed page by page by the kernel. A mini-batch of ALIGNN allocates doze
 tensors of 50 to 500 MB (one row per bond pair), so on the CPU those page faults take
 more than half of a training step. Raising the threshold keeps such blocks in the heap
 and reuses them: measured on 2 cores, ALIGNN 2+2 of width 64 trained at 31 crystal
-graphs/s before and 75 after (docs/models.md, ``benchmarks/alignn_bench.py speed``). The heap
-keeps what the largest batches needed.
+graphs/s before and 75 after on one day, 50 and 85 on another (docs/models.md,
+``benchmarks/alignn_bench.py speed``). The heap keeps what the largest batches needed.
 
 This changes the allocator of the whole process, so it is opt-in: call
 :func:`keep_freed_memory` once, before training on the CPU. It does nothing where the C
