@@ -100,15 +100,13 @@ class ReferenceALIGNN(torch.nn.Module):
 
         n_atoms = len(batch.atom_features)
         first, second = bond_pairs(batch.neighbor, batch.center, n_atoms)
-        crystal_of_bond = batch.crystal_index.index_select(0, batch.center)
-        graph = TorchGraph(
+        graph = TorchGraph(  # bonds per crystal are read for stresses only: not given
             num_nodes=n_atoms,
             src=batch.neighbor,
             dst=batch.center,
             ndata={"atom_features": batch.atom_features},
             edata={"r": -batch.vector},
             batch_num_nodes=batch.n_atoms,
-            batch_num_edges=torch.bincount(crystal_of_bond, minlength=len(batch)),
         )
         line_graph = TorchGraph(num_nodes=len(batch.center), src=first, dst=second)
         return self.network((graph, line_graph, None))["out"][:, None]

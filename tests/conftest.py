@@ -1,6 +1,8 @@
 """Shared pytest configuration."""
 
+import importlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,22 @@ import torch
 # more threads than cores make torch spin-wait (10x slower); single fits that want both
 # cores ask for them.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """Import a script of ``benchmarks/`` by name (the scripts import each other as
+    top-level modules, so their folder is on the path while one is imported)."""
+    folder = str(Path(__file__).parent.parent / "benchmarks")
+
+    def load(name: str):
+        sys.path.insert(0, folder)
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.path.remove(folder)
+
+    return load
 
 
 @pytest.fixture(scope="session")

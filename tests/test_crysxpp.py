@@ -446,17 +446,12 @@ def test_authors_crysxpp_mae_on_materials_project(authors_regressor, data_home):
     assert np.all(np.abs(authors_regressor.feature_importances_ - 1) < 0.05)
 
 
-def test_authors_training_log_is_read_as_printed(data_home, tmp_path):
+def test_authors_training_log_is_read_as_printed(data_home, tmp_path, benchmark_script):
     import gzip
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
-    try:
-        from seeds_table2 import AUTHORS_LOG, authors_run
-    finally:
-        sys.path.pop(0)
-    run = authors_run(data_home / AUTHORS_LOG)
+    seeds_table2 = benchmark_script("seeds_table2")
+    authors_run = seeds_table2.authors_run
+    run = authors_run(data_home / seeds_table2.AUTHORS_LOG)
     assert (run["n_train"], run["n_test"], run["epochs"], run["lr"]) == (7347, 29390, 200, 0.01)
     assert (run["best_epoch"], round(run["best_test_mae"], 4)) == (135, 0.0828)
     assert run["best_test_mae"] < run["median_last_20"] and run["last_test_mae"] > 0.1

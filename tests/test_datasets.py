@@ -262,12 +262,8 @@ def test_mp_split_of_the_band_gap_rows(data_home, derived_targets):
         datasets.mp_split("band_gap")
 
 
-def test_benchmark_script_uses_the_library_split():
-    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
-    try:
-        from accuracy_mp import split
-    finally:
-        sys.path.pop(0)
+def test_benchmark_script_uses_the_library_split(benchmark_script):
+    split = benchmark_script("accuracy_mp").split
     expected = _accuracy_mp_split(1000, 0, 0.4)
     for got, want in zip(split(1000, train_fraction=0.4), expected, strict=True):
         np.testing.assert_array_equal(got, want)
