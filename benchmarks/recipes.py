@@ -21,7 +21,11 @@ epochs early stopping can return), so any patience can be replayed from one run.
 Results are appended to ``benchmarks/results/recipes.jsonl`` (one line per run; a run
 already there with the same dataset, arm, seed and epochs is skipped, so an arm reruns
 when today's ``auto_max_epochs`` changes), and ``--report`` writes the tables into
-docs/benchmarks.md.
+docs/benchmarks.md. Every run saves its training state after each epoch in
+``benchmarks/out/checkpoints/``: a run that was stopped (the end of a session, a killed
+job) continues from its last epoch when the same command is given again, and ends as
+the uninterrupted run would (the estimators' ``checkpoint``); its ``seconds`` are the
+epochs' durations summed over all the sessions that ran them.
 
     python benchmarks/recipes.py --datasets dielectric-n piezo-eij --arms new old authors
     python benchmarks/recipes.py --report
@@ -33,7 +37,6 @@ import argparse
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +58,9 @@ from skcrystal.datasets import (
 from skcrystal.recipes import auto_max_epochs, auto_n_iter_no_change, recipe
 
 RESULTS = Path(__file__).parent / "results" / "recipes.jsonl"
+#: Where a run saves its training state every epoch: an interrupted run, started again
+#: with the same command, continues from there (``checkpoint`` of the estimators).
+CHECKPOINTS = Path(__file__).parent / "out" / "checkpoints"
 
 
 # --------------------------------------------------------------------------- datasets
@@ -203,19 +209,20 @@ def arm_params(arm: str, n_train: int) -> dict:
 
 
 class TestAtBest(Callback):
-    """Test MAE at each epoch whose validation MAE is the best so far (reporting only)."""
+    """Test MAE at each epoch whose validation MAE is the best so far (reporting only).
+
+    It keeps no state of its own (the best so far is read from the history), so a run
+    resumed from its checkpoint records the same values.
+    """
 
     def __init__(self, graphs, y):
         self.graphs, self.y = graphs, y
 
-    def on_train_begin(self, net, **kwargs):
-        self.best_ = math.inf
-
     def on_epoch_end(self, net, **kwargs):
         score = net.history[-1, "valid_mae"]
+        best_before = min(net.history[:-1, "valid_mae"], default=math.inf)
         last = len(net.history) == net.max_epochs_
-        if score < self.best_ or last:
-            self.best_ = min(score, self.best_)
+        if score < best_before or last:
             mae = float(np.abs(net.predict(self.graphs) - self.y).mean())
             net.history.record("test_mae", mae)
 
@@ -224,16 +231,17 @@ def run(dataset: str, arm: str, seed: int, data: dict, graphs: dict) -> dict:
     n_train = len(data["train"][1])
     params = arm_params(arm, n_train)
     test = TestAtBest(graphs["test"], data["test"][1])
+    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     reg = CGCNNRegressor(
         random_state=seed,
         callbacks=[("test_at_best", test)],
         iterator_valid__batch_size=256,
+        checkpoint=CHECKPOINTS / f"recipes-{dataset}-{arm}-seed{seed}-{params['max_epochs']}ep.pt",
         **params,
     )
-    start = time.perf_counter()
     reg.fit(graphs["train"], data["train"][1], validation_data=(graphs["valid"], data["valid"][1]))
-    seconds = time.perf_counter() - start
     history = reg.history_
+    seconds = float(sum(history[:, "dur"]))  # the epochs' time, over every session that ran them
     return {
         "dataset": dataset,
         "arm": arm,

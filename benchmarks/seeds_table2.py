@@ -26,7 +26,6 @@ import argparse
 import gzip
 import json
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +50,8 @@ from skcrystal.datasets import (
 )
 
 RESULTS = Path(__file__).parent / "results" / "seeds_table2.jsonl"
+#: Each cell's training state, saved every epoch: a cell stopped part-way continues there.
+CHECKPOINTS = Path(__file__).parent / "out" / "checkpoints"
 STATE = ("e_form", "band_gap", "efermi", "total_magnetization")
 ELASTIC = ("log10_K_VRH", "log10_G_VRH", "poisson_ratio")
 UNITS = {
@@ -65,8 +66,10 @@ UNITS = {
 MODELS = ("cgcnn", "mtcgcnn", "megnet", "gatgnn", "elemnet", "crysxpp")
 
 
-def regressor(model: str, args: argparse.Namespace):
-    common = dict(max_epochs=args.epochs, random_state=0, device=args.device)
+def regressor(model: str, columns: tuple[str, ...], args: argparse.Namespace):
+    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
+    checkpoint = CHECKPOINTS / f"table2-{model}-{'+'.join(columns)}-{args.epochs}ep.pt"
+    common = dict(max_epochs=args.epochs, random_state=0, device=args.device, checkpoint=checkpoint)
     return {
         "cgcnn": lambda: CGCNNRegressor(**common),
         "mtcgcnn": lambda: CGCNNRegressor(**common),
@@ -106,11 +109,10 @@ def run_cell(model: str, columns: tuple[str, ...], df, graphs, args) -> list[dic
     y = df[list(columns)].to_numpy()
     rows_with_values = np.flatnonzero(np.isfinite(y).all(axis=1))
     train, valid, test = (rows_with_values[part] for part in benchmark_split(len(rows_with_values)))
-    reg = regressor(model, args)
-    start = time.perf_counter()
+    reg = regressor(model, columns, args)
     target = y if len(columns) > 1 else y[:, 0]
     reg.fit(graphs[train], target[train], validation_data=(graphs[valid], target[valid]))
-    minutes = (time.perf_counter() - start) / 60
+    minutes = float(sum(reg.history_[:, "dur"])) / 60  # over every session that ran it
     predicted = reg.predict(graphs[test]).reshape(len(test), -1)
     return [
         {
@@ -130,17 +132,48 @@ def run_cell(model: str, columns: tuple[str, ...], df, graphs, args) -> list[dic
 
 
 def table(rows: list[dict], published: dict) -> str:
-    latest = {(r["model"], r["property"]): r for r in rows}
+    """Each system's cell of the most epochs; a cell of fewer epochs than the others
+    of the table says how many."""
+    most = {}
+    for r in rows:
+        key = (r["model"], r["property"])
+        if key not in most or r["max_epochs"] >= most[key]["max_epochs"]:
+            most[key] = r
+    epochs = max((r["max_epochs"] for r in rows), default=0)
     lines = []
     for prop in (*STATE, *ELASTIC):
         line = {"property": f"{prop} ({UNITS[prop]})" if UNITS[prop] else prop}
         for model in MODELS:
-            cell = latest.get((model, prop))
-            ours = f"{cell['test_mae']:.4g}" if cell else "—"
+            cell = most.get((model, prop))
+            ours = "—"
+            if cell:
+                ours = f"{cell['test_mae']:.4g}"
+                ours += f" ({cell['max_epochs']} ep)" if cell["max_epochs"] < epochs else ""
             paper = published.get((model, prop))
             line[model] = ours if paper is None else f"{ours} ({paper})"
-        mean = next((r for (m, p), r in latest.items() if p == prop), None)
+        mean = next((r for (m, p), r in most.items() if p == prop), None)
         line["mean predictor"] = f"{mean['mean_predictor_mae']:.4g}" if mean else "—"
+        lines.append(line)
+    return markdown_table(lines)
+
+
+def budget_table(rows: list[dict], epochs: int) -> str:
+    """The cells of exactly ``epochs`` epochs, for systems compared at the same budget."""
+    cells = {(r["model"], r["property"]): r for r in rows if r["max_epochs"] == epochs}
+    models = [m for m in MODELS if any(model == m for model, _ in cells)]
+    lines = []
+    for prop in (*STATE, *ELASTIC):
+        if not any((m, prop) in cells for m in models):
+            continue
+        line = {"property": f"{prop} ({UNITS[prop]})" if UNITS[prop] else prop}
+        for model in models:
+            cell = cells.get((model, prop))
+            line[model] = "—"
+            if cell is not None:
+                line[model] = (
+                    f"{cell['test_mae']:.4g} (epoch {cell['best_epoch']}, "
+                    f"{round(cell['minutes'])} min)"
+                )
         lines.append(line)
     return markdown_table(lines)
 
@@ -198,7 +231,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    done = {(r["model"], r["property"]) for r in measured()}
+    done = {(r["model"], r["property"], r["max_epochs"]) for r in measured()}
     for set_name, columns in (("state", STATE), ("elastic", ELASTIC)):
         wanted = [c for c in columns if c in args.properties]
         if not wanted:
@@ -207,7 +240,7 @@ def main() -> None:
         graphs_by_builder = {}  # CGCNN, MTCGCNN, GATGNN and CrysXPP read the same graphs
         for model in args.models:
             cells = [tuple(columns)] if model == "mtcgcnn" else [(c,) for c in wanted]
-            cells = [c for c in cells if not all((model, p) in done for p in c)]
+            cells = [c for c in cells if not all((model, p, args.epochs) in done for p in c)]
             if not cells:
                 continue
             df = dataset(set_name) if df is None else df
@@ -234,7 +267,12 @@ def main() -> None:
         "— : not measured yet.\n\n"
         + table(rows, PUBLISHED)
         + "\n\n"
-        + authors_sentence(authors_run(get_data_home() / AUTHORS_LOG)),
+        + authors_sentence(authors_run(get_data_home() / AUTHORS_LOG))
+        + "".join(
+            f"\n\nThe cells of {epochs} epochs (test MAE, best epoch on validation, "
+            f"training minutes on one CPU thread):\n\n{budget_table(rows, epochs)}"
+            for epochs in sorted({r["max_epochs"] for r in rows})[:-1]
+        ),
     )
 
 

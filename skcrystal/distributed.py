@@ -57,13 +57,19 @@ def fit_data_parallel(pretrainer: Any, X: Any, *, max_epochs: int | None = None)
     RuntimeError
         If no process group is initialised (``torch.distributed.init_process_group``).
     ValueError
-        If the pretrainer has a learning-rate schedule or warm-up (not run here).
+        If the pretrainer has a learning-rate schedule or warm-up, or a ``checkpoint``
+        (neither is run here).
     """
     if pretrainer.lr_schedule != "constant" or pretrainer.warmup_epochs:
         raise ValueError(
             f"fit_data_parallel trains at a constant learning rate; the pretrainer has "
             f"lr_schedule={pretrainer.lr_schedule!r}, warmup_epochs={pretrainer.warmup_epochs}"
             ": set lr_schedule='constant' and warmup_epochs=0"
+        )
+    if pretrainer.checkpoint is not None:
+        raise ValueError(
+            "fit_data_parallel writes no training checkpoint; set checkpoint=None (the "
+            "estimators' checkpoint resumes their own fit)"
         )
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError(

@@ -39,3 +39,9 @@ def test_two_gloo_ranks_train_in_step(tmp_path, data_home):
 def test_refuses_without_a_process_group():
     with pytest.raises(RuntimeError, match="init_process_group"):
         fit_data_parallel(CrysGNNPretrainer(), [])
+
+
+def test_refuses_a_checkpoint_it_would_not_write(tmp_path):
+    with pytest.raises(ValueError, match="writes no training checkpoint"):
+        fit_data_parallel(CrysGNNPretrainer(checkpoint=tmp_path / "fit.pt"), [])
+    assert not (tmp_path / "fit.pt").exists()

@@ -61,8 +61,8 @@ class ALIGNNRegressor(CrystalGraphRegressorBase):
     weight_decay : float, default=1e-5
     max_epochs : int or "auto", default=300
     nonnegative, early_stopping, validation_fraction, n_iter_no_change, restore_best, \
-random_state, train_split, optimizer, warmup_epochs, batch_size, verbose, device, \
-warm_start, **kwargs
+random_state, train_split, optimizer, warmup_epochs, batch_size, checkpoint, verbose, \
+device, warm_start, **kwargs
         As :class:`~skcrystal.estimators.CGCNNRegressor`.
 
     Attributes

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import os
 import warnings
 from typing import Any
 
@@ -26,6 +27,7 @@ from torch.utils.data import Subset
 from skcrystal import model_files
 from skcrystal.estimators.callbacks import LearningRateSchedule, ValidMAE
 from skcrystal.estimators.data import CrystalGraphDataset, root_dataset
+from skcrystal.estimators.resume import TrainingCheckpoint, fit_fingerprint, read_training_state
 from skcrystal.graphs import CrystalGraphs, CrystalGraphTransformer, GraphStore
 from skcrystal.graphs.atom_features import get_atom_feature_table
 from skcrystal.nn.batch import CrystalBatch
@@ -113,6 +115,7 @@ class CrystalGraphNet(NeuralNet):
         weight_decay: float = 0.0,
         max_epochs: int | str = "auto",
         batch_size: int = 64,
+        checkpoint: str | os.PathLike | None = None,
         verbose: int = 0,
         device: str = "cpu",
         **kwargs: Any,
@@ -140,6 +143,7 @@ class CrystalGraphNet(NeuralNet):
         self.lr_schedule = lr_schedule
         self.warmup_epochs = warmup_epochs
         self.weight_decay = weight_decay
+        self.checkpoint = checkpoint
 
     #: Parameters that hold fitted inputs (a pretrained encoder, a teacher): clones share
     #: them instead of cloning them unfitted; a dict value is copied one level deep.
@@ -390,16 +394,51 @@ class CrystalGraphNet(NeuralNet):
                 UserWarning,
                 stacklevel=3,
             )
+        epochs = self._resume(len(train), None if valid is None else len(valid))
         self.validation_set_ = valid
         if self.warm_start and self.initialized_:
             self.initialize_callbacks()  # parameters such as early_stopping may have changed
         first_epoch = len(self.history_) if self.warm_start and self.initialized_ else 0
         try:
             with seeded(self.random_state, self.device):
-                super().fit(train, None, epochs=self.max_epochs_, **fit_params)
+                super().fit(train, None, epochs=epochs, **fit_params)
         finally:
-            self.validation_set_ = None
+            self.validation_set_ = self.resume_state_ = None
         self._record_epochs(first_epoch)
+        return self
+
+    def _resume(self, n_train: int, n_valid: int | None) -> int:
+        """The epochs this fit runs: ``max_epochs_``, or those a checkpoint has left.
+
+        Sets ``resume_state_`` (what :class:`TrainingCheckpoint` restores) and
+        ``checkpoint_fingerprint_`` (what it stores) when ``checkpoint`` is set.
+        """
+        self.resume_state_ = None
+        if self.checkpoint is None:
+            return self.max_epochs_
+        if self.warm_start and self.initialized_:
+            raise ValueError(
+                "checkpoint resumes an interrupted fit from its file and cannot continue "
+                "the current network too; set warm_start=False or checkpoint=None"
+            )
+        self.checkpoint_fingerprint_ = fit_fingerprint(self, n_train, n_valid)
+        state = read_training_state(self.checkpoint, self.checkpoint_fingerprint_)
+        if state is None:
+            return self.max_epochs_
+        self.resume_state_ = state
+        return 0 if state["finished"] else self.max_epochs_ - state["epochs"]
+
+    def initialize_callbacks(self):
+        """skorch's callbacks, then (with ``checkpoint``) the one that saves every epoch.
+
+        The checkpoint comes last, so that it saves what every other callback recorded.
+        """
+        super().initialize_callbacks()
+        if self.checkpoint is not None:
+            fingerprint = getattr(self, "checkpoint_fingerprint_", None)
+            self.callbacks_.append(
+                ("checkpoint", TrainingCheckpoint(self.checkpoint, fingerprint).initialize())
+            )
         return self
 
     def _n_training_crystals(self, train, valid) -> int:

@@ -86,10 +86,9 @@ class LearningRateSchedule(Callback):
         self.scheduler_ = None
         self.step_ = 0
 
-    def _start(self, net, n_train: int) -> None:
-        steps_per_epoch = max(math.ceil(n_train / net.batch_size), 1)
-        total = self.total_steps_ = steps_per_epoch * net.max_epochs_
-        warmup = round(net.warmup_epochs * steps_per_epoch)
+    def _build(self, net, total: int, warmup: int) -> None:
+        """Make the scheduler of ``total`` optimizer steps, ``warmup`` of them warming up."""
+        self.total_steps_, self.warmup_steps_ = total, warmup
         optimizer = net.optimizer_
         self.settings_ = [
             {key: value for key, value in group.items() if key != "params"}
@@ -112,9 +111,36 @@ class LearningRateSchedule(Callback):
             )
             self.scheduler_ = schedules.LambdaLR(optimizer, factor)
 
+    def get_training_state(self) -> dict:
+        """Where the schedule stands (saved by a training checkpoint)."""
+        if self.scheduler_ is None:
+            return {}
+        return {
+            "step": self.step_,
+            "total_steps": self.total_steps_,
+            "warmup_steps": self.warmup_steps_,
+            "settings": self.settings_,
+            "scheduler": self.scheduler_.state_dict(),
+        }
+
+    def set_training_state(self, net, state: dict) -> None:
+        """Rebuild the schedule where :meth:`get_training_state` left it.
+
+        Called at the start of a resumed fit, before the optimizer gets its saved state
+        back (which holds the learning rates of the step reached).
+        """
+        if not state:
+            return
+        self._build(net, state["total_steps"], state["warmup_steps"])
+        self.settings_ = state["settings"]
+        self.scheduler_.load_state_dict(state["scheduler"])
+        self.step_ = state["step"]
+
     def on_epoch_begin(self, net, dataset_train=None, **kwargs) -> None:
         if self.scheduler_ is None:
-            self._start(net, len(dataset_train))
+            steps_per_epoch = max(math.ceil(len(dataset_train) / net.batch_size), 1)
+            warmup = round(net.warmup_epochs * steps_per_epoch)
+            self._build(net, steps_per_epoch * net.max_epochs_, warmup)
         net.history.record("lr", net.optimizer_.param_groups[0]["lr"])
 
     def on_batch_end(self, net, training, **kwargs) -> None:

@@ -41,7 +41,7 @@ class CrysGNNRegressor(CGCNNRegressor):
         None means the encoder's graph settings (cutoff, neighbours, atom features)
         without symmetry search: the authors' 800K teacher, for example, reads the
         "cgcnn-authors" atom features.
-    atom_fea_len, h_fea_len, n_h, gaussian_step, nonnegative, **kwargs
+    atom_fea_len, h_fea_len, n_h, gaussian_step, nonnegative, checkpoint, **kwargs
         As :class:`~skcrystal.estimators.CGCNNRegressor`.
 
     Attributes

@@ -66,7 +66,8 @@ class CrysXPPRegressor(CGCNNRegressor):
         CrysAE embedding has no bias, so the regressor's bias starts at 0 and the network
         starts as exactly the pretrained encoder followed by a fresh head. The authors'
         code instead re-initialises the embedding (False here).
-    atom_fea_len, n_conv, h_fea_len, n_h, gaussian_step, nonnegative, graph_builder, **kwargs
+    atom_fea_len, n_conv, h_fea_len, n_h, gaussian_step, nonnegative, graph_builder, \
+checkpoint, **kwargs
         As :class:`CGCNNRegressor` (``h_fea_len=128``, ``n_conv=3``, ``atom_fea_len=64``
         are the authors' settings too).
 

@@ -193,7 +193,7 @@ class DistilledRegressor(CrystalGraphRegressorBase):
         wider than its encoder's, starts fresh while its convolutions are transferred.
     nonnegative, graph_builder, early_stopping, validation_fraction, n_iter_no_change,
     restore_best, random_state, optimizer, lr, lr_schedule, warmup_epochs, weight_decay,
-    max_epochs, batch_size, device, **kwargs
+    max_epochs, batch_size, checkpoint, device, **kwargs
         As :class:`~skcrystal.estimators.CGCNNRegressor`. The graphs must be built like
         the teacher's (cutoff, neighbours, atom features); by default they follow the
         student's neighbour rule (ALIGNN's "shell"), and the teacher embeds the

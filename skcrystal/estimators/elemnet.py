@@ -42,7 +42,7 @@ class ElemNetRegressor(CrystalGraphRegressorBase):
         None means ``CompositionTransformer()``.
     criterion, optimizer, lr, lr_schedule, batch_size, nonnegative, early_stopping, \
 validation_fraction, n_iter_no_change, restore_best, random_state, train_split, \
-warmup_epochs, weight_decay, max_epochs, verbose, device, warm_start, **kwargs
+warmup_epochs, weight_decay, max_epochs, checkpoint, verbose, device, warm_start, **kwargs
         As :class:`~skcrystal.estimators.CGCNNRegressor`.
 
     Attributes

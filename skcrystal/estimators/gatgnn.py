@@ -40,7 +40,7 @@ class GATGNNRegressor(CrystalGraphRegressorBase):
         None means ``CrystalGraphTransformer()`` (CGCNN's graph, as GATGNN uses).
     nonnegative, early_stopping, validation_fraction, n_iter_no_change, restore_best, \
 random_state, train_split, optimizer, lr, lr_schedule, warmup_epochs, weight_decay, \
-max_epochs, batch_size, verbose, device, warm_start, **kwargs
+max_epochs, batch_size, checkpoint, verbose, device, warm_start, **kwargs
         As :class:`~skcrystal.estimators.CGCNNRegressor`.
 
     Attributes

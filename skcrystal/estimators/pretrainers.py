@@ -82,6 +82,8 @@ class CrysAEPretrainer(CrystalGraphNet):
         (:mod:`skcrystal.recipes`) did not cover.
     max_epochs : int or "auto", default=100
     batch_size : int, default=128
+    checkpoint : str or path-like, default=None
+        As :class:`~skcrystal.CGCNNRegressor`: a file that a stopped fit resumes from.
     verbose : int, default=0
     device : str, default="cpu"
     **kwargs

@@ -99,6 +99,14 @@ default="cosine"
     batch_size : int, default=64
         Crystals per mini-batch for training and prediction (prediction memory is bounded
         by it).
+    checkpoint : str or path-like, default=None
+        A file where :meth:`fit` saves the whole training state (weights, optimizer,
+        history, learning-rate schedule, early stopping, random generators) at the end
+        of every epoch. A fit of the same data with the same parameters that finds the
+        file continues from its last epoch and ends with the model an uninterrupted fit
+        makes; a finished fit's file gives the finished model back without training. A
+        file written by another fit is refused with a ``ValueError``. Not with
+        ``warm_start``. See docs/training.md, "Resuming an interrupted fit".
     verbose : int, default=0
         0 silent, 1 a table per epoch, 2 also a progress bar per epoch.
     device : str, default="cpu"

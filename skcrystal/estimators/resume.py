@@ -1,0 +1,218 @@
+"""Resume an interrupted fit from a checkpoint file written after every epoch.
+
+An estimator with ``checkpoint=path`` writes its whole training state to ``path`` at the
+end of every epoch: the weights, the optimizer's state, the history, the random number
+generators and the state of the callbacks that carry one (early stopping, the learning-rate
+schedule, skorch's scoring callbacks). A later ``fit`` of the same data with the same
+parameters that finds the file restores that state and runs only the epochs left, so an
+interrupted fit (a killed job, a cluster's wall-time limit) continues where it stopped and
+ends with the same model as an uninterrupted one.
+
+The file is a ``torch.save`` archive of tensors and plain data only (the history is stored
+as JSON text), so it is read back with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler
+from skorch.history import History
+
+__all__ = ["TrainingCheckpoint", "fit_fingerprint", "read_training_state"]
+
+#: Version of the file layout; a file of another version is refused.
+FORMAT = 1
+
+# skorch callbacks whose state lives in these attributes (all plain values or tensors).
+_EARLY_STOPPING_STATE = ("misses_", "dynamic_threshold_", "best_epoch_", "best_model_weights_")
+
+
+def fit_fingerprint(net, n_train: int, n_valid: int | None) -> dict[str, Any]:
+    """What identifies a fit: a checkpoint resumes only a fit with the same values.
+
+    The estimator's class, the number of training and validation crystals, the resolved
+    epochs, the training parameters that change the learning and, for regressors, the
+    target scaling (so targets that differ are noticed).
+    """
+    names = (
+        "optimizer",
+        "lr",
+        "lr_schedule",
+        "warmup_epochs",
+        "weight_decay",
+        "batch_size",
+        "early_stopping",
+        "validation_fraction",
+    )
+    fingerprint: dict[str, Any] = {
+        "estimator": type(net).__name__,
+        "n_train": int(n_train),
+        "n_valid": None if n_valid is None else int(n_valid),
+        "max_epochs": int(net.max_epochs_),
+        "random_state": net.random_state,
+        **{name: repr(getattr(net, name)) for name in names},
+    }
+    for name in ("target_mean_", "target_scale_"):
+        if hasattr(net, name):
+            fingerprint[name] = [float(f"{v:.12g}") for v in np.ravel(getattr(net, name))]
+    return fingerprint
+
+
+def read_training_state(path: str | os.PathLike, fingerprint: dict[str, Any]) -> dict | None:
+    """The training state saved at ``path`` (None when there is no such file).
+
+    Raises
+    ------
+    ValueError
+        When the file is not a checkpoint of this format, or was written by a fit that
+        differs from ``fingerprint`` (another estimator, data, epochs or recipe).
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # an unpickling, zip or I/O error: the same message
+        raise ValueError(
+            f"checkpoint {path} cannot be read as a training checkpoint: {error}"
+        ) from error
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(
+            f"checkpoint {path} is not a skcrystal training checkpoint (format {FORMAT})"
+        )
+    saved = state["fingerprint"]
+    for key in sorted(set(saved) | set(fingerprint)):
+        if saved.get(key) != fingerprint.get(key):
+            raise ValueError(
+                f"checkpoint {path} was written by another fit ({key}: {saved.get(key)!r} "
+                f"there, {fingerprint.get(key)!r} now); remove the file or name another one "
+                "to start afresh"
+            )
+    return state
+
+
+class TrainingCheckpoint(Callback):
+    """Write the training state after every epoch; restore a saved one when training begins.
+
+    Added by the estimators as their last callback when ``checkpoint`` is set, so that
+    what the other callbacks record in an epoch is saved with it. ``net.resume_state_``,
+    set by ``fit`` from :func:`read_training_state`, is the state to restore.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The checkpoint file. It is replaced atomically (written next to it, then renamed),
+        so an interruption while writing leaves the previous epoch's state.
+    fingerprint : dict
+        :func:`fit_fingerprint` of the running fit, stored with the state.
+    """
+
+    def __init__(self, path: str | os.PathLike, fingerprint: dict[str, Any]) -> None:
+        self.path = path
+        self.fingerprint = fingerprint
+
+    def on_train_begin(self, net, **kwargs) -> None:
+        state = getattr(net, "resume_state_", None)
+        if state is not None:
+            _restore(net, state)
+
+    def on_epoch_end(self, net, **kwargs) -> None:
+        self._write(net, finished=False)
+
+    def on_train_end(self, net, **kwargs) -> None:
+        # Reached when all epochs ran or early stopping stopped, but also after Ctrl-C
+        # (skorch ends training on KeyboardInterrupt): only a true end is marked finished.
+        stopping = dict(net.callbacks_).get("early_stopping")
+        stopped = stopping is not None and stopping.misses_ >= stopping.patience
+        if stopped or len(net.history) >= net.max_epochs_:
+            self._write(net, finished=True)
+
+    def _write(self, net, finished: bool) -> None:
+        path = Path(self.path)
+        state = {
+            "format": FORMAT,
+            "fingerprint": self.fingerprint,
+            "finished": finished,
+            "epochs": len(net.history),
+            "history": json.dumps(list(net.history), default=_plain),
+            "module": net.module_.state_dict(),
+            "criterion": _state_dict(net.criterion_),
+            "optimizer": net.optimizer_.state_dict(),
+            "callbacks": {
+                name: _callback_state(cb) for name, cb in net.callbacks_ if cb is not self
+            },
+            "rng": _rng_state(net.device),
+        }
+        partial = path.with_name(f".{path.name}.partial")
+        torch.save(state, partial)
+        os.replace(partial, path)
+
+
+def _plain(value: Any) -> Any:
+    """JSON for the numpy and torch scalars a history may hold."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"the history holds a {type(value).__name__}, which cannot be saved")
+
+
+def _state_dict(module: Any) -> dict:
+    return module.state_dict() if isinstance(module, torch.nn.Module) else {}
+
+
+def _callback_state(cb: Callback) -> dict[str, Any]:
+    """The state of one callback: what resuming must give back to it."""
+    if hasattr(cb, "get_training_state"):
+        return cb.get_training_state()
+    if isinstance(cb, EarlyStopping):
+        state = {name: getattr(cb, name) for name in _EARLY_STOPPING_STATE}
+        state["dynamic_threshold_"] = float(state["dynamic_threshold_"])
+        return state
+    if isinstance(cb, LRScheduler):
+        return {"batch_idx_": cb.batch_idx_, "scheduler": cb.lr_scheduler_.state_dict()}
+    if hasattr(cb, "best_score_"):  # skorch's PassthroughScoring and EpochScoring
+        return {"best_score_": float(cb.best_score_)}
+    return {}
+
+
+def _restore_callback(net, cb: Callback, state: dict[str, Any]) -> None:
+    if hasattr(cb, "set_training_state"):
+        cb.set_training_state(net, state)
+    elif isinstance(cb, LRScheduler):
+        cb.lr_scheduler_.load_state_dict(state["scheduler"])
+        cb.batch_idx_ = state["batch_idx_"]
+    else:
+        for name, value in state.items():
+            setattr(cb, name, value)
+
+
+def _rng_state(device: Any) -> dict[str, torch.Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state(torch.device(device))
+    return state
+
+
+def _restore(net, state: dict) -> None:
+    """Give ``net`` (initialised, at the start of training) the saved training state.
+
+    The order matters: the schedulers are rebuilt against the fresh optimizer before the
+    optimizer's saved state (its learning rates, momenta, moments) replaces it.
+    """
+    net.module_.load_state_dict(state["module"])
+    if state["criterion"]:
+        net.criterion_.load_state_dict(state["criterion"])
+    saved = state["callbacks"]
+    for name, cb in net.callbacks_:
+        if name in saved:
+            _restore_callback(net, cb, saved[name])
+    net.optimizer_.load_state_dict(state["optimizer"])
+    net.history_ = History(json.loads(state["history"]))
+    torch.set_rng_state(state["rng"]["cpu"])
+    if "cuda" in state["rng"]:
+        torch.cuda.set_rng_state(state["rng"]["cuda"], torch.device(net.device))

@@ -1,0 +1,154 @@
+"""Resuming an interrupted fit from ``checkpoint``: the same model as an uninterrupted fit."""
+
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback, LRScheduler
+
+from skcrystal import CGCNNRegressor, CrystalGraphTransformer
+
+
+@pytest.fixture(scope="module")
+def crystals(mp_subset):
+    rows = mp_subset.iloc[:96]
+    return CrystalGraphTransformer().transform(rows.structure.tolist()), rows.e_form.to_numpy()
+
+
+class Interrupt(Callback):
+    """Raise ``error`` at the end of epoch ``at`` (before the checkpoint, which runs last)."""
+
+    def __init__(self, at, error=RuntimeError):
+        self.at, self.error = at, error
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == self.at:
+            raise self.error("interrupted")
+
+
+def curve(reg):
+    keys = ("epoch", "train_loss", "valid_loss", "valid_mae", "lr", "valid_loss_best")
+    return [tuple(epoch.get(key) for key in keys) for epoch in reg.history_]
+
+
+SMALL = dict(random_state=0, batch_size=16, atom_fea_len=16, n_conv=2, h_fea_len=16)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    ["cosine", "onecycle", "plateau", LRScheduler("MultiStepLR", milestones=[3], gamma=0.1)],
+    ids=["cosine", "onecycle", "plateau", "skorch-MultiStepLR"],
+)
+def test_resumed_fit_equals_uninterrupted_fit(crystals, tmp_path, schedule):
+    graphs, y = crystals
+    params = dict(max_epochs=7, n_iter_no_change=7, lr_schedule=schedule, **SMALL)
+    whole = CGCNNRegressor(**params).fit(graphs, y)
+    path = tmp_path / "fit.pt"
+    killed = CGCNNRegressor(checkpoint=path, callbacks=[("kill", Interrupt(4))], **params)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        killed.fit(graphs, y)
+    assert torch.load(path, weights_only=True)["epochs"] == 3  # epoch 4 died before saving
+    resumed = CGCNNRegressor(checkpoint=path, **params).fit(graphs, y)
+    assert curve(resumed) == curve(whole)
+    np.testing.assert_array_equal(resumed.predict(graphs), whole.predict(graphs))
+    assert (resumed.n_epochs_, resumed.best_epoch_) == (whole.n_epochs_, whole.best_epoch_)
+
+
+def test_early_stopping_after_resuming_and_a_finished_checkpoint(crystals, tmp_path):
+    graphs, y = crystals
+    params = dict(max_epochs=30, n_iter_no_change=2, lr=0.05, lr_schedule="constant", **SMALL)
+    whole = CGCNNRegressor(**params).fit(graphs, y)
+    assert whole.n_epochs_ < 30, "the comparison needs a fit that stops early"
+    path = tmp_path / "fit.pt"
+    with pytest.raises(RuntimeError):
+        CGCNNRegressor(checkpoint=path, callbacks=[("kill", Interrupt(2))], **params).fit(graphs, y)
+    resumed = CGCNNRegressor(checkpoint=path, **params).fit(graphs, y)
+    assert curve(resumed) == curve(whole)
+    assert (resumed.n_epochs_, resumed.best_epoch_) == (whole.n_epochs_, whole.best_epoch_)
+    assert torch.load(path, weights_only=True)["finished"]
+    # A finished checkpoint gives back the finished model without training again.
+    again = CGCNNRegressor(checkpoint=path, **params).fit(graphs, y)
+    np.testing.assert_array_equal(again.predict(graphs), whole.predict(graphs))
+    assert curve(again) == curve(whole) and again.best_epoch_ == whole.best_epoch_
+
+
+def test_ctrl_c_is_not_the_end_of_training(crystals, tmp_path):
+    """skorch ends a fit quietly on KeyboardInterrupt; the checkpoint must not say finished."""
+    graphs, y = crystals
+    params = dict(max_epochs=5, **SMALL)
+    path = tmp_path / "fit.pt"
+    CGCNNRegressor(
+        checkpoint=path, callbacks=[("kill", Interrupt(3, KeyboardInterrupt))], **params
+    ).fit(graphs, y)
+    state = torch.load(path, weights_only=True)
+    assert (state["epochs"], state["finished"]) == (2, False)
+    resumed = CGCNNRegressor(checkpoint=path, **params).fit(graphs, y)
+    assert resumed.n_epochs_ == 5
+    assert curve(resumed) == curve(CGCNNRegressor(**params).fit(graphs, y))
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("GATGNNRegressor", dict(width=16, n_layers=1, heads=2)),
+        ("MEGNetRegressor", dict(width=16, n_blocks=1)),
+        ("DistilledRegressor", dict(alpha=0.5)),
+    ],
+)
+def test_other_models_resume_too(mp_subset, tmp_path, name, params):
+    import skcrystal
+
+    rows = mp_subset.iloc[1:65]  # row 0, a lone Cs atom, has no neighbour within MEGNet's 5 Å
+    X, y = rows.structure.tolist(), rows.e_form.to_numpy()
+    cls, params = (
+        getattr(skcrystal, name),
+        dict(max_epochs=4, random_state=0, batch_size=16, **params),
+    )
+    whole = cls(**params).fit(X, y)
+    path = tmp_path / "fit.pt"
+    with pytest.raises(RuntimeError):
+        cls(checkpoint=path, callbacks=[("kill", Interrupt(3))], **params).fit(X, y)
+    resumed = cls(checkpoint=path, **params).fit(X, y)
+    assert curve(resumed) == curve(whole)
+    np.testing.assert_array_equal(resumed.predict(X), whole.predict(X))
+
+
+def test_a_checkpoint_of_another_fit_is_refused(crystals, tmp_path):
+    graphs, y = crystals
+    path = tmp_path / "fit.pt"
+    CGCNNRegressor(checkpoint=path, max_epochs=2, **SMALL).fit(graphs, y)
+    with pytest.raises(ValueError, match=r"another fit \(lr: '0.003' there, '0.01' now\)"):
+        CGCNNRegressor(checkpoint=path, max_epochs=2, lr=0.01, **SMALL).fit(graphs, y)
+    with pytest.raises(ValueError, match=r"another fit \(target_mean_"):
+        CGCNNRegressor(checkpoint=path, max_epochs=2, **SMALL).fit(graphs, y + 1)
+    with pytest.raises(ValueError, match=r"another fit \(max_epochs: 2 there, 3 now\)"):
+        CGCNNRegressor(checkpoint=path, max_epochs=3, **SMALL).fit(graphs, y)
+    other = tmp_path / "notes.txt"
+    other.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="cannot be read as a training checkpoint"):
+        CGCNNRegressor(checkpoint=other, max_epochs=2, **SMALL).fit(graphs, y)
+    assert other.read_text() == "not a checkpoint"
+
+
+def test_checkpoint_with_warm_start_is_refused(crystals, tmp_path):
+    graphs, y = crystals
+    reg = CGCNNRegressor(max_epochs=1, **SMALL).fit(graphs, y)
+    reg.set_params(warm_start=True, checkpoint=tmp_path / "fit.pt")
+    with pytest.raises(ValueError, match="cannot continue the current network"):
+        reg.fit(graphs, y)
+
+
+@pytest.mark.parametrize("pretrainer", ["CrysAEPretrainer", "CrysGNNPretrainer"])
+def test_pretraining_resumes(mp_subset, tmp_path, pretrainer):
+    import skcrystal
+
+    structures = mp_subset.structure.tolist()[:48]
+    params = dict(max_epochs=4, random_state=0, batch_size=16, atom_fea_len=16)
+    cls = getattr(skcrystal, pretrainer)
+    graphs = cls().default_graph_builder().transform(structures)
+    whole = cls(**params).fit(graphs)
+    path = tmp_path / "pretrain.pt"
+    with pytest.raises(RuntimeError):
+        cls(checkpoint=path, callbacks=[("kill", Interrupt(3))], **params).fit(graphs)
+    resumed = cls(checkpoint=path, **params).fit(graphs)
+    assert curve(resumed) == curve(whole)
+    np.testing.assert_array_equal(resumed.transform(graphs), whole.transform(graphs))
