@@ -12,8 +12,13 @@ Systems: CGCNN, MTCGCNN (one CGCNN fitted on the four MP properties at once, eac
 standardised on its own; the elastic three at once likewise), MEGNet, GATGNN, ElemNet
 (the library's defaults of each) and CrysXPP (the bundled ``crysae-mp`` encoder, L1
 0.01). Every cell is one fit of ``--epochs`` epochs at most, seed 0, and is appended to
-``benchmarks/results/seeds_table2.jsonl``; cells already there are skipped, so the table
-fills up over several runs (on the CPU: one property at a time). The section written
+``benchmarks/results/seeds_table2.jsonl``; cells already there (with the same epochs)
+are skipped, so the table fills up over several runs (on the CPU: one property at a
+time). A cell saves its training state every epoch in ``benchmarks/out/checkpoints/``, so
+a cell cut off part-way continues from its last epoch when the command is run again; its
+minutes are the epochs' durations over all the runs. The table shows each system's cell
+of the most epochs; cells of fewer epochs than the rest are marked and also compared at
+their own budget in a table of their own. The section written
 into docs/benchmarks.md holds every cell measured so far beside the published numbers,
 and what the authors' own training log of the CrysXPP formation-energy cell reports.
 

@@ -118,9 +118,11 @@ def test_a_checkpoint_of_another_fit_is_refused(crystals, tmp_path):
     CGCNNRegressor(checkpoint=path, max_epochs=2, **SMALL).fit(graphs, y)
     with pytest.raises(ValueError, match=r"another fit \(lr: '0.003' there, '0.01' now\)"):
         CGCNNRegressor(checkpoint=path, max_epochs=2, lr=0.01, **SMALL).fit(graphs, y)
+    with pytest.raises(ValueError, match=r"another fit \(atom_fea_len: '16' there, '8' now\)"):
+        CGCNNRegressor(checkpoint=path, max_epochs=2, **{**SMALL, "atom_fea_len": 8}).fit(graphs, y)
     with pytest.raises(ValueError, match=r"another fit \(target_mean_"):
         CGCNNRegressor(checkpoint=path, max_epochs=2, **SMALL).fit(graphs, y + 1)
-    with pytest.raises(ValueError, match=r"another fit \(max_epochs: 2 there, 3 now\)"):
+    with pytest.raises(ValueError, match=r"another fit \(max_epochs: '2' there, '3' now\)"):
         CGCNNRegressor(checkpoint=path, max_epochs=3, **SMALL).fit(graphs, y)
     other = tmp_path / "notes.txt"
     other.write_text("not a checkpoint")
@@ -152,3 +154,24 @@ def test_pretraining_resumes(mp_subset, tmp_path, pretrainer):
     resumed = cls(checkpoint=path, **params).fit(graphs)
     assert curve(resumed) == curve(whole)
     np.testing.assert_array_equal(resumed.transform(graphs), whole.transform(graphs))
+
+
+def test_the_fingerprint_is_the_same_in_another_process():
+    """Objects among the parameters are described by their parameters, not their address."""
+    import subprocess
+    import sys
+
+    from skcrystal.estimators.resume import fit_fingerprint
+
+    code = (
+        "from skorch.callbacks import LRScheduler; from skcrystal import CGCNNRegressor; "
+        "from skcrystal.estimators.resume import fit_fingerprint; "
+        "reg = CGCNNRegressor(lr_schedule=LRScheduler('MultiStepLR', milestones=[3])); "
+        "reg.max_epochs_ = 5; print(repr(fit_fingerprint(reg, 10, None)))"
+    )
+    reg = CGCNNRegressor(lr_schedule=LRScheduler("MultiStepLR", milestones=[3]))
+    reg.max_epochs_ = 5
+    here = fit_fingerprint(reg, 10, None)
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert there.stdout.strip() == repr(here)
+    assert "milestones=[3]" in here["lr_schedule"]

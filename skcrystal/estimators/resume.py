@@ -33,35 +33,67 @@ FORMAT = 1
 _EARLY_STOPPING_STATE = ("misses_", "dynamic_threshold_", "best_epoch_", "best_model_weights_")
 
 
+#: Parameters that may change between an interrupted fit and its resumption.
+_FREE_PARAMS = ("checkpoint", "verbose", "device", "warm_start")
+
+
 def fit_fingerprint(net, n_train: int, n_valid: int | None) -> dict[str, Any]:
     """What identifies a fit: a checkpoint resumes only a fit with the same values.
 
     The estimator's class, the number of training and validation crystals, the resolved
-    epochs, the training parameters that change the learning and, for regressors, the
-    target scaling (so targets that differ are noticed).
+    epochs (``max_epochs_``), every parameter of the estimator except ``checkpoint``,
+    ``verbose``, ``device``, ``warm_start``, the callbacks and skorch's private ones (so a
+    fit started on the CPU may continue on a GPU) and, for regressors, the target scaling
+    (so that other targets are noticed).
+
+    Examples
+    --------
+    >>> from skcrystal import CGCNNRegressor
+    >>> reg = CGCNNRegressor(lr=0.01)
+    >>> reg.max_epochs_ = 200  # resolved by fit
+    >>> fingerprint = fit_fingerprint(reg, n_train=1000, n_valid=None)
+    >>> fingerprint["lr"], fingerprint["max_epochs_"], fingerprint["n_train"]
+    ('0.01', 200, 1000)
     """
-    names = (
-        "optimizer",
-        "lr",
-        "lr_schedule",
-        "warmup_epochs",
-        "weight_decay",
-        "batch_size",
-        "early_stopping",
-        "validation_fraction",
-    )
+    params = {
+        name: _describe(value)
+        for name, value in net.get_params(deep=False).items()
+        if name not in _FREE_PARAMS and not name.startswith(("callbacks", "_"))
+    }
     fingerprint: dict[str, Any] = {
         "estimator": type(net).__name__,
         "n_train": int(n_train),
         "n_valid": None if n_valid is None else int(n_valid),
-        "max_epochs": int(net.max_epochs_),
-        "random_state": net.random_state,
-        **{name: repr(getattr(net, name)) for name in names},
+        "max_epochs_": int(net.max_epochs_),
+        **params,
     }
     for name in ("target_mean_", "target_scale_"):
         if hasattr(net, name):
             fingerprint[name] = [float(f"{v:.12g}") for v in np.ravel(getattr(net, name))]
     return fingerprint
+
+
+def _describe(value: Any) -> str:
+    """A text for ``value`` that is the same in every process (no memory addresses).
+
+    Objects with parameters (a graph builder, a skorch ``LRScheduler``, a teacher) are
+    their class and parameters; classes and functions their qualified name; containers
+    their items; everything else its repr.
+    """
+    if isinstance(value, dict):
+        items = ", ".join(f"{k!r}: {_describe(v)}" for k, v in value.items())
+        return f"{{{items}}}"
+    if isinstance(value, (set, frozenset)):
+        return f"{{{', '.join(sorted(map(_describe, value)))}}}"
+    if isinstance(value, (list, tuple)):
+        items = ", ".join(map(_describe, value))
+        return f"[{items}]" if isinstance(value, list) else f"({items})"
+    if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
+        return f"{value.__module__}.{value.__qualname__}"
+    if hasattr(value, "get_params"):
+        params = ", ".join(f"{k}={_describe(v)}" for k, v in sorted(value.get_params().items()))
+        return f"{type(value).__name__}({params})"
+    return repr(value)
 
 
 def read_training_state(path: str | os.PathLike, fingerprint: dict[str, Any]) -> dict | None:
