@@ -14,7 +14,7 @@ from sklearn.pipeline import Pipeline
 from skcrystal import CrystalGraphTransformer, DistilledRegressor, MEGNetRegressor
 from skcrystal.estimators.data import CrystalGraphDataset
 from skcrystal.hub import load_model, save_model
-from skcrystal.nn.megnet import MEGNet, softplus2
+from skcrystal.nn.megnet import Dense, MEGNet, softplus2
 from skcrystal.recipes import recipe
 
 TINY = dict(n_blocks=1, width=8, hidden=16, readout_width=4, n_gaussians=20)
@@ -174,3 +174,17 @@ def test_norm_batch_normalises_the_atom_and_bond_layers_only(mp, tmp_path):
     loaded = load_model(save_model(reg, tmp_path / "norm.safetensors"))
     assert loaded.norm == "batch"
     np.testing.assert_allclose(loaded.predict(graphs[40:50]), reg.predict(graphs[40:50]), atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", [False, True])
+def test_dense_on_gathered_parts_equals_dense_on_their_concatenation(norm):
+    torch.manual_seed(0)
+    dense = Dense(4 + 3 + 2, (8, 5), norm).eval()
+    for name, buffer in dense.named_buffers():  # batch-norm statistics that change values
+        if name.endswith(("running_mean", "running_var")):
+            buffer.uniform_(0.5, 2.0)
+    atoms, bonds, state = torch.rand(6, 4), torch.rand(10, 3), torch.rand(2, 2)
+    rows, crystal = torch.randint(0, 6, (10,)), torch.randint(0, 2, (10,))
+    expected = dense(torch.cat([atoms[rows], bonds, state[crystal]], dim=1))
+    got = dense.forward_gathered([(atoms, rows), (bonds, None), (state, crystal)])
+    torch.testing.assert_close(got, expected)

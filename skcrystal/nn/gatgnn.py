@@ -75,18 +75,23 @@ class AGATConv(MessagePassing):
         neighbor: torch.Tensor,
         bonds: torch.Tensor,
     ) -> torch.Tensor:
+        # [x ‖ e] W = x W_x + e W_e: the atoms' half once per atom, the bonds' once per
+        # bond (shared by both ends), instead of two (E, 2 width) products per bond.
+        atom_weight, bond_weight = self.weight.weight.split(self.width, dim=1)
         edge_index = torch.stack([neighbor, center])  # source j -> target i
-        out = self.propagate(edge_index, x=atoms, bonds=bonds)  # (N, heads, width)
-        return out.mean(dim=1) + self.bias
+        out = self.propagate(edge_index, x=atoms @ atom_weight.T, bonds=bonds @ bond_weight.T)
+        return out + self.bias
 
     def message(self, x_i, x_j, bonds, index, ptr, size_i):
         shape = (-1, self.heads, self.width)
-        center = F.softplus(self.weight(torch.cat([x_i, bonds], dim=-1))).view(shape)
-        neighbor = F.softplus(self.weight(torch.cat([x_j, bonds], dim=-1))).view(shape)
-        score = (torch.cat([center, neighbor], dim=-1) * self.attention).sum(dim=-1)
+        center = F.softplus(x_i + bonds).view(shape)
+        neighbor = F.softplus(x_j + bonds).view(shape)
+        attend_center, attend_neighbor = self.attention.split(self.width, dim=-1)
+        score = (center * attend_center).sum(dim=-1) + (neighbor * attend_neighbor).sum(dim=-1)
         score = F.softplus(self.score_norm(F.softplus(score)))
         alpha = softmax(score, index, ptr, size_i)  # over the bonds of each atom
-        return alpha[..., None] * neighbor
+        # the heads' mean per bond before the sum over bonds (both linear): (E, width)
+        return (alpha[..., None] * neighbor).mean(dim=1)
 
 
 class CompositionAttention(nn.Module):

@@ -72,6 +72,29 @@ class Dense(nn.Sequential):
             x = softplus2(layer(x))
         return x
 
+    def forward_gathered(self, parts: list[tuple[torch.Tensor, torch.Tensor | None]]):
+        """``forward(torch.cat([x[rows] for x, rows in parts], dim=1))``, computed faster.
+
+        Each part is a tensor and the rows it contributes (None: all, in order). The first
+        layer is linear in the concatenation, so each part is multiplied by its block of
+        the weights once per row of ``x`` (per atom, per crystal) before its rows are
+        gathered, instead of once per gathered row (per bond): the same values, up to
+        rounding, with fewer products and no concatenated copy.
+        """
+        first = self[0]
+        linear = first[0] if isinstance(first, nn.Sequential) else first
+        blocks = linear.weight.split([x.shape[1] for x, _ in parts], dim=1)
+        h = linear.bias
+        for (x, rows), weight in zip(parts, blocks, strict=True):
+            product = x @ weight.T
+            h = h + (product if rows is None else product[rows])
+        if isinstance(first, nn.Sequential):
+            h = first[1](h)  # the batch norm of norm=True
+        x = softplus2(h)
+        for layer in list(self)[1:]:
+            x = softplus2(layer(x))
+        return x
+
 
 class GaussianBasis(nn.Module):
     r"""Bond lengths on ``n`` Gaussians :math:`\exp(-(d - \mu_k)^2 / w^2)`, ``mu`` evenly
@@ -114,15 +137,13 @@ class MEGNetBlock(nn.Module):
         if self.pre is not None:
             atoms, bonds, state = (dense(x) for dense, x in zip(self.pre, inputs, strict=True))
         bond_crystal = batch.crystal_index[batch.center]
-        bonds = self.bond_update(
-            torch.cat(
-                [atoms[batch.center], atoms[batch.neighbor], bonds, state[bond_crystal]], dim=1
-            )
+        bonds = self.bond_update.forward_gathered(
+            [(atoms, batch.center), (atoms, batch.neighbor), (bonds, None), (state, bond_crystal)]
         )
         n_atoms, n_crystals = len(atoms), len(state)
         bonds_of_atoms = scatter(bonds, batch.center, dim=0, dim_size=n_atoms, reduce="mean")
-        atoms = self.atom_update(
-            torch.cat([bonds_of_atoms, atoms, state[batch.crystal_index]], dim=1)
+        atoms = self.atom_update.forward_gathered(
+            [(bonds_of_atoms, None), (atoms, None), (state, batch.crystal_index)]
         )
         bonds_of_crystals = scatter(bonds, bond_crystal, dim=0, dim_size=n_crystals, reduce="mean")
         atoms_of_crystals = scatter(
