@@ -87,7 +87,8 @@ class Dense(nn.Sequential):
         h = linear.bias
         for (x, rows), weight in zip(parts, blocks, strict=True):
             product = x @ weight.T
-            h = h + (product if rows is None else product[rows])
+            # index_select: its backward (index_add_) is deterministic on the CPU
+            h = h + (product if rows is None else product.index_select(0, rows))
         if isinstance(first, nn.Sequential):
             h = first[1](h)  # the batch norm of norm=True
         x = softplus2(h)
