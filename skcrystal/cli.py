@@ -343,7 +343,18 @@ def _fit(args: argparse.Namespace) -> None:
     X, y = _load_data(args.data, args.target)
     if y is None:
         raise ValueError(f"--data {args.data}: no target column to fit")
-    common = dict(max_epochs=args.epochs, random_state=0, verbose=1, device=args.device)
+    if args.checkpoint is not None and args.members > 1:
+        raise ValueError(
+            f"--checkpoint resumes one network's fit; an ensemble of {args.members} trains "
+            "several: leave --checkpoint out or use --members 1"
+        )
+    common = dict(
+        max_epochs=args.epochs,
+        random_state=0,
+        verbose=1,
+        device=args.device,
+        checkpoint=args.checkpoint,
+    )
     if args.model == "cgcnn":
         model = CGCNNRegressor(**common)
     elif args.model == "crysxpp":
@@ -386,7 +397,13 @@ def _pretrain(args: argparse.Namespace) -> None:
 
     X, _ = _load_data(args.data, None)
     cls = CrysAEPretrainer if args.model == "crysae" else CrysGNNPretrainer
-    model = cls(max_epochs=args.epochs, random_state=0, verbose=1, device=args.device).fit(X)
+    model = cls(
+        max_epochs=args.epochs,
+        random_state=0,
+        verbose=1,
+        device=args.device,
+        checkpoint=args.checkpoint,
+    ).fit(X)
     best = float(min(model.history_[:, "valid_loss"]))
     save_model(
         model, args.out, data=str(args.data), held_out_loss=best,
@@ -410,6 +427,12 @@ def _explain(args: argparse.Namespace) -> None:
         print(f"Wrote {args.csv}")
     else:
         print(table.to_string())
+
+
+CHECKPOINT_HELP = (
+    "save the training state to this file after every epoch; the same command, run again "
+    "after an interruption, continues from the last epoch"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -484,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="hold out this fraction of the crystals to calibrate conformal intervals",
     )
     fit.add_argument("--device", default="cpu")
+    fit.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     fit.add_argument("--out", type=Path, required=True, help=".safetensors file to write")
     fit.set_defaults(run=_fit)
 
@@ -494,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--model", choices=["crysae", "crysgnn"], default="crysgnn")
     pretrain.add_argument("--epochs", type=int, default=20)
     pretrain.add_argument("--device", default="cpu")
+    pretrain.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     pretrain.add_argument("--out", type=Path, required=True, help=".safetensors file")
     pretrain.set_defaults(run=_pretrain)
 

@@ -312,3 +312,24 @@ def test_cli_predict_refuses_what_matches_nothing(tmp_path, capsys):
         assert main(["predict", "cgcnn-mp-formation-energy", argument]) == 1
         err = capsys.readouterr().err.strip()
         assert f"skcrystal predict: error: {argument}: {reason}" in err and "\n" not in err
+
+
+def test_cli_fit_writes_a_checkpoint_that_the_same_command_resumes(tmp_path, mp_subset, capsys):
+    data = _csv_dataset(tmp_path, mp_subset)
+    checkpoint, first, second = (
+        tmp_path / "fit.ckpt",
+        tmp_path / "a.safetensors",
+        tmp_path / "b.safetensors",
+    )
+    command = ["fit", "--data", str(data), "--epochs", "2", "--checkpoint", str(checkpoint)]
+    assert main([*command, "--out", str(first)]) == 0
+    assert checkpoint.is_file()
+    assert "train_loss" in capsys.readouterr().out  # skorch's table of the epochs
+    # the fit had finished: run again, it trains no epoch and saves the same model
+    assert main([*command, "--out", str(second)]) == 0
+    out = capsys.readouterr().out
+    assert "train_loss" not in out and "Validation MAE" in out
+    X = [str(tmp_path / "c0.cif")]
+    np.testing.assert_array_equal(load_model(first).predict(X), load_model(second).predict(X))
+    assert main([*command, "--members", "2", "--out", str(second)]) == 1
+    assert "--checkpoint resumes one network's fit" in capsys.readouterr().err
