@@ -335,6 +335,17 @@ def _coverage(text: str) -> float:
     return value
 
 
+def _training_params(args: argparse.Namespace) -> dict:
+    """The estimator parameters that ``fit`` and ``pretrain`` take from the command line."""
+    return dict(
+        max_epochs=args.epochs,
+        random_state=0,
+        verbose=1,
+        device=args.device,
+        checkpoint=args.checkpoint,
+    )
+
+
 def _fit(args: argparse.Namespace) -> None:
     from skcrystal import ALIGNNRegressor, CGCNNRegressor, CrysXPPRegressor, DistilledRegressor
     from skcrystal.hub import save_model
@@ -348,13 +359,7 @@ def _fit(args: argparse.Namespace) -> None:
             f"--checkpoint resumes one network's fit; an ensemble of {args.members} trains "
             "several: leave --checkpoint out or use --members 1"
         )
-    common = dict(
-        max_epochs=args.epochs,
-        random_state=0,
-        verbose=1,
-        device=args.device,
-        checkpoint=args.checkpoint,
-    )
+    common = _training_params(args)
     if args.model == "cgcnn":
         model = CGCNNRegressor(**common)
     elif args.model == "crysxpp":
@@ -397,13 +402,7 @@ def _pretrain(args: argparse.Namespace) -> None:
 
     X, _ = _load_data(args.data, None)
     cls = CrysAEPretrainer if args.model == "crysae" else CrysGNNPretrainer
-    model = cls(
-        max_epochs=args.epochs,
-        random_state=0,
-        verbose=1,
-        device=args.device,
-        checkpoint=args.checkpoint,
-    ).fit(X)
+    model = cls(**_training_params(args)).fit(X)
     best = float(min(model.history_[:, "valid_loss"]))
     save_model(
         model, args.out, data=str(args.data), held_out_loss=best,
