@@ -175,3 +175,19 @@ def test_the_fingerprint_is_the_same_in_another_process():
     there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert there.stdout.strip() == repr(here)
     assert "milestones=[3]" in here["lr_schedule"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_fit_interrupted_on_a_gpu_continues_on_the_cpu(crystals, tmp_path):
+    graphs, y = crystals
+    params = dict(max_epochs=4, **SMALL)
+    path = tmp_path / "fit.pt"
+    with pytest.raises(RuntimeError):
+        CGCNNRegressor(
+            checkpoint=path, device="cuda", callbacks=[("kill", Interrupt(3))], **params
+        ).fit(graphs, y)
+    assert "cuda" in torch.load(path, weights_only=True)["rng"]
+    resumed = CGCNNRegressor(checkpoint=path, device="cpu", **params).fit(graphs, y)
+    assert resumed.n_epochs_ == 4 and len(resumed.history_) == 4
+    assert np.isfinite(resumed.predict(graphs)).all()

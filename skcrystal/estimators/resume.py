@@ -246,5 +246,5 @@ def _restore(net, state: dict) -> None:
     net.optimizer_.load_state_dict(state["optimizer"])
     net.history_ = History(json.loads(state["history"]))
     torch.set_rng_state(state["rng"]["cpu"])
-    if "cuda" in state["rng"]:
+    if "cuda" in state["rng"] and str(net.device).startswith("cuda"):  # a GPU fit goes on
         torch.cuda.set_rng_state(state["rng"]["cuda"], torch.device(net.device))
