@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from report import machine, markdown_table, write_section
+from report import checkpoint_file, machine, markdown_table, training_seconds, write_section
 from skorch.callbacks import LRScheduler
 
 from skcrystal import (
@@ -60,9 +60,6 @@ def split(n: int, seed: int = 0, train_fraction: float = 0.2):
     return benchmark_split(n, seed=seed, train_fraction=train_fraction)
 
 
-CHECKPOINTS = Path(__file__).parent / "out" / "checkpoints"
-
-
 def checkpoint_path(args: argparse.Namespace, params: dict) -> Path:
     """The file where one fit of this command keeps its training state."""
     parts = [args.target, args.model, *(f"{k}{v}" for k, v in sorted(params.items()))]
@@ -72,9 +69,8 @@ def checkpoint_path(args: argparse.Namespace, params: dict) -> Path:
         parts.append(Path(args.teacher).stem)
     parts += [f"{args.train_fraction}", f"lr{args.lr}", f"bs{args.batch_size}"]
     parts += [args.atom_features and Path(args.atom_features).stem, args.nonnegative, args.tag]
-    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     name = "-".join(str(p) for p in parts if p)
-    return CHECKPOINTS / f"accuracy-{name}-{args.epochs}ep.pt"
+    return checkpoint_file(f"accuracy-{name}-{args.epochs}ep")
 
 
 def make_model(name: str, args: argparse.Namespace, **params):
@@ -193,7 +189,7 @@ def main() -> None:
     for params in candidates(args):
         model = make_model(args.model, args, **params)
         model.fit(graphs[train], y[train], validation_data=(graphs[valid], y[valid]))
-        fit_time = float(sum(model.history[:, "dur"]))  # over every run that trained it
+        fit_time = training_seconds(model)
         fitted.append((float(np.min(model.history[:, "valid_mae"])), fit_time, params, model))
     _, fit_time, chosen, model = min(fitted, key=lambda f: f[0])
     test_mae = float(np.abs(model.predict(graphs[test]) - y[test]).mean())

@@ -42,11 +42,10 @@ import math
 import resource
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from report import machine, markdown_table, write_section
+from report import checkpoint_file, machine, markdown_table, training_seconds, write_section
 
 from skcrystal import ALIGNNRegressor, CrystalGraphTransformer, DistilledRegressor
 from skcrystal.datasets import (
@@ -67,8 +66,6 @@ SIZES = {
 }
 # Today's CGCNN on the same split (docs/benchmarks.md, accuracy_e_form_cgcnn / gap_pbe).
 CGCNN_TEST_MAE = {"e_form": 0.07345, "gap_pbe": 0.4083}
-#: Where ``accuracy --epochs N`` keeps its training state (a stopped run continues there).
-CHECKPOINTS = Path(__file__).parent / "out" / "checkpoints"
 
 
 class ReferenceALIGNN(torch.nn.Module):
@@ -304,11 +301,10 @@ def accuracy(args: argparse.Namespace) -> None:
     # a run of fixed epochs keeps its training state, so that a stopped run continues
     checkpoint = None
     if args.epochs is not None:
-        CHECKPOINTS.mkdir(parents=True, exist_ok=True)
-        checkpoint = CHECKPOINTS / f"alignn-{args.target}-{tag}-lr{args.lr}-{epochs}ep.pt"
+        checkpoint = checkpoint_file(f"alignn-{args.target}-{tag}-lr{args.lr}-{epochs}ep")
     reg = model(epochs, checkpoint)
     reg.fit(graphs[train], y[train], validation_data=(graphs[valid], y[valid]))
-    fit_time = float(sum(reg.history_[:, "dur"]))  # over every run that trained it
+    fit_time = training_seconds(reg)
     start = time.perf_counter()
     predicted = reg.predict(graphs[test])
     predict_time = time.perf_counter() - start

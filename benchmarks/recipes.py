@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from report import machine, markdown_table, write_section
+from report import checkpoint_file, machine, markdown_table, training_seconds, write_section
 from skorch.callbacks import Callback
 
 from skcrystal import CGCNNRegressor, CrystalGraphTransformer
@@ -59,9 +59,6 @@ from skcrystal.datasets import (
 from skcrystal.recipes import auto_max_epochs, auto_n_iter_no_change, recipe
 
 RESULTS = Path(__file__).parent / "results" / "recipes.jsonl"
-#: Where a run saves its training state every epoch: an interrupted run, started again
-#: with the same command, continues from there (``checkpoint`` of the estimators).
-CHECKPOINTS = Path(__file__).parent / "out" / "checkpoints"
 
 
 # --------------------------------------------------------------------------- datasets
@@ -236,17 +233,16 @@ def run(dataset: str, arm: str, seed: int, data: dict, graphs: dict) -> dict:
     n_train = len(data["train"][1])
     params = arm_params(arm, n_train)
     test = TestAtBest(graphs["test"], data["test"][1])
-    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     reg = CGCNNRegressor(
         random_state=seed,
         callbacks=[("test_at_best", test)],
         iterator_valid__batch_size=256,
-        checkpoint=CHECKPOINTS / f"recipes-{dataset}-{arm}-seed{seed}-{params['max_epochs']}ep.pt",
+        checkpoint=checkpoint_file(f"recipes-{dataset}-{arm}-seed{seed}-{params['max_epochs']}ep"),
         **params,
     )
     reg.fit(graphs["train"], data["train"][1], validation_data=(graphs["valid"], data["valid"][1]))
     history = reg.history_
-    seconds = float(sum(history[:, "dur"]))  # the epochs' time, over every session that ran them
+    seconds = training_seconds(reg)
     return {
         "dataset": dataset,
         "arm": arm,

@@ -26,6 +26,21 @@ dated before that which name `crysgnn-mp` measured skcrystal 0.1's teacher (sha2
 """
 
 
+CHECKPOINTS = REPO / "benchmarks" / "out" / "checkpoints"
+
+
+def checkpoint_file(name: str) -> Path:
+    """Where the run ``name`` keeps its training state (the estimators' ``checkpoint``), so
+    that the same command continues it after an interruption (another session)."""
+    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
+    return CHECKPOINTS / f"{name}.pt"
+
+
+def training_seconds(reg) -> float:
+    """The training time of a fit: its epochs' durations, summed over every run of it."""
+    return float(sum(reg.history_[:, "dur"]))
+
+
 def machine(device: str = "cpu") -> str:
     """One line naming the hardware and software a number was measured on."""
     if str(device).startswith("cuda"):

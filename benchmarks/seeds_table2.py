@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from report import machine, markdown_table, write_section
+from report import checkpoint_file, machine, markdown_table, training_seconds, write_section
 from seed_models import usable
 
 from skcrystal import (
@@ -55,8 +55,6 @@ from skcrystal.datasets import (
 )
 
 RESULTS = Path(__file__).parent / "results" / "seeds_table2.jsonl"
-#: Each cell's training state, saved every epoch: a cell stopped part-way continues there.
-CHECKPOINTS = Path(__file__).parent / "out" / "checkpoints"
 STATE = ("e_form", "band_gap", "efermi", "total_magnetization")
 ELASTIC = ("log10_K_VRH", "log10_G_VRH", "poisson_ratio")
 UNITS = {
@@ -72,8 +70,7 @@ MODELS = ("cgcnn", "mtcgcnn", "megnet", "gatgnn", "elemnet", "crysxpp")
 
 
 def regressor(model: str, columns: tuple[str, ...], args: argparse.Namespace):
-    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
-    checkpoint = CHECKPOINTS / f"table2-{model}-{'+'.join(columns)}-{args.epochs}ep.pt"
+    checkpoint = checkpoint_file(f"table2-{model}-{'+'.join(columns)}-{args.epochs}ep")
     common = dict(max_epochs=args.epochs, random_state=0, device=args.device, checkpoint=checkpoint)
     return {
         "cgcnn": lambda: CGCNNRegressor(**common),
@@ -117,7 +114,7 @@ def run_cell(model: str, columns: tuple[str, ...], df, graphs, args) -> list[dic
     reg = regressor(model, columns, args)
     target = y if len(columns) > 1 else y[:, 0]
     reg.fit(graphs[train], target[train], validation_data=(graphs[valid], target[valid]))
-    minutes = float(sum(reg.history_[:, "dur"])) / 60  # over every session that ran it
+    minutes = training_seconds(reg) / 60
     predicted = reg.predict(graphs[test]).reshape(len(test), -1)
     return [
         {

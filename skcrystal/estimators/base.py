@@ -435,10 +435,7 @@ class CrystalGraphNet(NeuralNet):
         """
         super().initialize_callbacks()
         if self.checkpoint is not None:
-            fingerprint = getattr(self, "checkpoint_fingerprint_", None)
-            self.callbacks_.append(
-                ("checkpoint", TrainingCheckpoint(self.checkpoint, fingerprint).initialize())
-            )
+            self.callbacks_.append(("checkpoint", TrainingCheckpoint().initialize()))
         return self
 
     def _n_training_crystals(self, train, valid) -> int:

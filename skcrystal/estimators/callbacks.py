@@ -119,7 +119,6 @@ class LearningRateSchedule(Callback):
             "step": self.step_,
             "total_steps": self.total_steps_,
             "warmup_steps": self.warmup_steps_,
-            "settings": self.settings_,
             "scheduler": self.scheduler_.state_dict(),
         }
 
@@ -131,8 +130,7 @@ class LearningRateSchedule(Callback):
         """
         if not state:
             return
-        self._build(net, state["total_steps"], state["warmup_steps"])
-        self.settings_ = state["settings"]
+        self._build(net, state["total_steps"], state["warmup_steps"])  # on the fresh optimizer
         self.scheduler_.load_state_dict(state["scheduler"])
         self.step_ = state["step"]
 

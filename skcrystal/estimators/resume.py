@@ -133,21 +133,12 @@ class TrainingCheckpoint(Callback):
     """Write the training state after every epoch; restore a saved one when training begins.
 
     Added by the estimators as their last callback when ``checkpoint`` is set, so that
-    what the other callbacks record in an epoch is saved with it. ``net.resume_state_``,
-    set by ``fit`` from :func:`read_training_state`, is the state to restore.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The checkpoint file. It is replaced atomically (written next to it, then renamed),
-        so an interruption while writing leaves the previous epoch's state.
-    fingerprint : dict
-        :func:`fit_fingerprint` of the running fit, stored with the state.
+    what the other callbacks record in an epoch is saved with it. It reads what ``fit``
+    sets on the estimator: ``checkpoint`` (the file, replaced atomically: written next to
+    it, then renamed, so an interruption while writing leaves the previous epoch's state),
+    ``checkpoint_fingerprint_`` (:func:`fit_fingerprint`, stored with the state) and
+    ``resume_state_`` (from :func:`read_training_state`: the state to restore, or None).
     """
-
-    def __init__(self, path: str | os.PathLike, fingerprint: dict[str, Any]) -> None:
-        self.path = path
-        self.fingerprint = fingerprint
 
     def on_train_begin(self, net, **kwargs) -> None:
         state = getattr(net, "resume_state_", None)
@@ -166,10 +157,10 @@ class TrainingCheckpoint(Callback):
             self._write(net, finished=True)
 
     def _write(self, net, finished: bool) -> None:
-        path = Path(self.path)
+        path = Path(net.checkpoint)
         state = {
             "format": FORMAT,
-            "fingerprint": self.fingerprint,
+            "fingerprint": net.checkpoint_fingerprint_,
             "finished": finished,
             "epochs": len(net.history),
             "history": json.dumps(list(net.history), default=_plain),
