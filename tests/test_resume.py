@@ -112,6 +112,66 @@ def test_other_models_resume_too(mp_subset, tmp_path, name, params):
     np.testing.assert_array_equal(resumed.predict(X), whole.predict(X))
 
 
+class EpochCount(Callback):
+    """A callback of one's own with state, and no way to save it."""
+
+    def initialize(self):
+        self.seen_ = []
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        self.seen_.append(len(net.history))
+
+
+class SavedEpochCount(EpochCount):
+    """The same, following the protocol that carries its state in the checkpoint."""
+
+    def get_training_state(self):
+        return {"seen": [np.int64(epoch) for epoch in self.seen_]}  # numpy scalars are fine
+
+    def set_training_state(self, net, state):
+        self.seen_ = state["seen"]
+
+
+@pytest.mark.parametrize("cls", [SavedEpochCount, EpochCount])
+def test_a_users_callback_keeps_its_state_through_the_protocol(crystals, tmp_path, cls):
+    graphs, y = crystals
+    params = dict(max_epochs=5, **SMALL)
+    path = tmp_path / "fit.pt"
+    with pytest.raises(RuntimeError):
+        CGCNNRegressor(
+            checkpoint=path, callbacks=[("count", cls()), ("kill", Interrupt(4))], **params
+        ).fit(graphs, y)
+    resumed = CGCNNRegressor(checkpoint=path, callbacks=[("count", cls())], **params)
+    if cls is SavedEpochCount:
+        resumed.fit(graphs, y)
+        assert dict(resumed.callbacks_)["count"].seen_ == [1, 2, 3, 4, 5]
+    else:
+        with pytest.warns(UserWarning, match=r"callback 'count' \(EpochCount\) restarts"):
+            resumed.fit(graphs, y)
+        assert dict(resumed.callbacks_)["count"].seen_ == [4, 5]
+
+
+class UnsavableState(EpochCount):
+    def get_training_state(self):
+        return {"seen": set(self.seen_)}
+
+    def set_training_state(self, net, state):
+        raise AssertionError("never reached")
+
+
+def test_a_state_that_cannot_be_saved_is_refused_when_written(crystals, tmp_path):
+    graphs, y = crystals
+    reg = CGCNNRegressor(
+        checkpoint=tmp_path / "fit.pt",
+        callbacks=[("count", UnsavableState())],
+        max_epochs=2,
+        **SMALL,
+    )
+    with pytest.raises(TypeError, match="callback 'count' holds a set"):
+        reg.fit(graphs, y)
+
+
 def test_a_checkpoint_of_another_fit_is_refused(crystals, tmp_path):
     graphs, y = crystals
     path = tmp_path / "fit.pt"

@@ -10,12 +10,20 @@ ends with the same model as an uninterrupted one.
 
 The file is a ``torch.save`` archive of tensors and plain data only (the history is stored
 as JSON text), so it is read back with ``torch.load(weights_only=True)``.
+
+A callback of one's own carries its state across a resumption when it defines
+``get_training_state()``, returning tensors and plain Python values, and
+``set_training_state(net, state)``, called at the start of the resumed fit with what the
+first returned. A callback from outside skorch and skcrystal that holds state (attributes
+named with a trailing underscore, as scikit-learn's convention has it) and lacks them
+restarts from its initial state, and the resumed ``fit`` warns, naming it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +151,7 @@ class TrainingCheckpoint(Callback):
     def on_train_begin(self, net, **kwargs) -> None:
         state = getattr(net, "resume_state_", None)
         if state is not None:
+            _warn_stateless(net)
             _restore(net, state)
 
     def on_epoch_end(self, net, **kwargs) -> None:
@@ -168,7 +177,9 @@ class TrainingCheckpoint(Callback):
             "criterion": _state_dict(net.criterion_),
             "optimizer": net.optimizer_.state_dict(),
             "callbacks": {
-                name: _callback_state(cb) for name, cb in net.callbacks_ if cb is not self
+                name: _loadable(_callback_state(cb), f"callback {name!r}")
+                for name, cb in net.callbacks_
+                if cb is not self
             },
             "rng": _rng_state(net.device),
         }
@@ -182,6 +193,22 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     raise TypeError(f"the history holds a {type(value).__name__}, which cannot be saved")
+
+
+def _loadable(value: Any, owner: str) -> Any:
+    """``value`` with numpy scalars made Python ones, so that ``weights_only`` reads it back."""
+    if isinstance(value, dict):
+        return {key: _loadable(item, owner) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_loadable(item, owner) for item in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    raise TypeError(
+        f"the training state of {owner} holds a {type(value).__name__}, which a checkpoint "
+        "cannot keep: return tensors and plain Python values from get_training_state()"
+    )
 
 
 def _state_dict(module: Any) -> dict:
@@ -201,6 +228,29 @@ def _callback_state(cb: Callback) -> dict[str, Any]:
     if hasattr(cb, "best_score_"):  # skorch's PassthroughScoring and EpochScoring
         return {"best_score_": float(cb.best_score_)}
     return {}
+
+
+def _warn_stateless(net) -> None:
+    """Name the user's callbacks whose state a resumption cannot give back.
+
+    State is what scikit-learn and skorch name with a trailing underscore (``seen_``);
+    skorch's and skcrystal's own callbacks are handled in :func:`_callback_state`.
+    """
+    for name, cb in net.callbacks_:
+        library = type(cb).__module__.partition(".")[0]
+        stateful = any(key.endswith("_") and not key.startswith("_") for key in vars(cb))
+        if (
+            stateful
+            and library not in ("skorch", "skcrystal")
+            and not hasattr(cb, "set_training_state")
+        ):
+            warnings.warn(
+                f"callback {name!r} ({type(cb).__name__}) restarts from its initial state in "
+                "this resumed fit: it defines no get_training_state() and "
+                "set_training_state(net, state) to carry its state in the checkpoint",
+                UserWarning,
+                stacklevel=2,
+            )
 
 
 def _restore_callback(net, cb: Callback, state: dict[str, Any]) -> None:
