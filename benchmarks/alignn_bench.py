@@ -24,8 +24,11 @@ the model does not import: ``pip install --no-deps alignn==2026.8.11 pydantic-se
 ``accuracy`` (section ``alignn_<target>_<tag>``): the fixed 20/10/70 split of
 ``benchmarks/accuracy_mp.py`` (seed 0), the 10 % validation crystals choose the epoch.
 A run gets ``--budget`` minutes: one timed epoch on a tenth of the training crystals
-sizes ``max_epochs`` so that the one-cycle schedule ends within the budget. ``--distil``
-trains ``DistilledRegressor(student="alignn")`` with the same network and recipe. A run
+sizes ``max_epochs`` so that the schedule ends within the budget. ``--recipe default``
+trains with ``ALIGNNRegressor``'s defaults (the library's shared recipe), ``--recipe
+published`` with the ALIGNN paper's (``recipe("alignn-authors")``, keeping the best
+validation epoch); ``--lr`` overrides the peak rate of either. ``--distil`` trains
+``DistilledRegressor(student="alignn")`` with the same network and recipe. A run
 of fixed ``--epochs`` keeps its training state in ``benchmarks/out/checkpoints/`` after
 every epoch, and the same command continues it after an interruption (a CPU run of many
 epochs spans several sessions); its fit time sums the epochs of all the runs.
@@ -58,6 +61,7 @@ from skcrystal.nn.alignn import ALIGNN
 from skcrystal.nn.allocation import keep_freed_memory
 from skcrystal.nn.cgcnn import CGCNN
 from skcrystal.nn.line_graph import bond_pairs
+from skcrystal.recipes import recipe
 
 SIZES = {
     "ALIGNN 4+4, 256 (published)": dict(alignn_layers=4, gcn_layers=4, hidden_features=256),
@@ -260,6 +264,17 @@ def speed(args: argparse.Namespace) -> None:
     write_section(f"alignn_speed_{args.device.split(':')[0]}", "ALIGNN: cost", body)
 
 
+def describe_recipe(reg) -> str:
+    """The optimisation settings of a fitted regressor, in words."""
+    schedule = {"onecycle": "one-cycle to", "cosine": "cosine decay from"}.get(
+        reg.lr_schedule, f"{reg.lr_schedule} schedule at"
+    )
+    return (
+        f"{reg.optimizer.__name__}, {schedule} lr {reg.lr} per batch, weight decay "
+        f"{reg.weight_decay}, batch {reg.batch_size}"
+    )
+
+
 def accuracy(args: argparse.Namespace) -> None:
     load = load_mp_formation_energy if args.target == "e_form" else load_mp_band_gap
     df = load(n_jobs=args.jobs)
@@ -274,17 +289,21 @@ def accuracy(args: argparse.Namespace) -> None:
     if args.neighbor_rule != "shell":
         tag += f"_{args.neighbor_rule}"
 
+    training = {}
+    if args.recipe == "published":
+        training = {**recipe("alignn-authors"), "early_stopping": True}  # best epoch kept
+    if args.lr is not None:
+        training["lr"] = args.lr
+
     def model(max_epochs: int, checkpoint=None):
         common = dict(
+            training,
             checkpoint=checkpoint,
             max_epochs=max_epochs,
+            n_iter_no_change=max_epochs,
             random_state=0,
             device=args.device,
             verbose=1,
-            lr=args.lr,
-            lr_schedule="onecycle",
-            weight_decay=1e-5,
-            batch_size=64,
         )
         if args.distil:
             return DistilledRegressor(student="alignn", student_params=size, **common)
@@ -301,7 +320,8 @@ def accuracy(args: argparse.Namespace) -> None:
     # a run of fixed epochs keeps its training state, so that a stopped run continues
     checkpoint = None
     if args.epochs is not None:
-        checkpoint = checkpoint_file(f"alignn-{args.target}-{tag}-lr{args.lr}-{epochs}ep")
+        lr = "" if args.lr is None else f"-lr{args.lr}"
+        checkpoint = checkpoint_file(f"alignn-{args.target}-{tag}-{args.recipe}{lr}-{epochs}ep")
     reg = model(epochs, checkpoint)
     reg.fit(graphs[train], y[train], validation_data=(graphs[valid], y[valid]))
     fit_time = training_seconds(reg)
@@ -323,8 +343,7 @@ def accuracy(args: argparse.Namespace) -> None:
     }
     body = (
         f"`python benchmarks/alignn_bench.py {' '.join(sys.argv[1:])}` on {machine(args.device)}."
-        f"\n\n{markdown_table([row])}\n\nAdamW, one-cycle to lr {args.lr} per batch, weight "
-        f"decay 1e-5, batch 64, {epochs} epochs"
+        f"\n\n{markdown_table([row])}\n\n{describe_recipe(reg)}, {epochs} epochs"
         + (f" (what fits {args.budget} min here)" if args.epochs is None else "")
         + ", seed 0; the validation crystals chose the epoch. "
         + ("Teacher: the bundled crysgnn-mp, alpha 0.5. " if args.distil else "")
@@ -349,7 +368,8 @@ def main() -> None:
     parser.add_argument("--target", choices=["e_form", "gap_pbe"], default="e_form")
     parser.add_argument("--layers", type=int, nargs=2, default=[4, 4])
     parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--recipe", choices=["default", "published"], default="default")
+    parser.add_argument("--lr", type=float, help="accuracy: peak lr (default: the recipe's)")
     parser.add_argument("--epochs", type=int, help="accuracy: epochs (default: the budget's)")
     parser.add_argument("--budget", type=float, default=30, help="accuracy: minutes")
     parser.add_argument("--distil", action="store_true")

@@ -23,6 +23,7 @@ from skcrystal.hub import load_model, save_model
 from skcrystal.nn.alignn import ALIGNN
 from skcrystal.nn.layers import mean_pool
 from skcrystal.nn.line_graph import bond_angle_cosines, bond_pairs
+from skcrystal.recipes import recipe
 
 TINY = dict(alignn_layers=1, gcn_layers=1, hidden_features=16, embedding_features=8)
 
@@ -242,7 +243,7 @@ def test_keep_freed_memory_sets_glibcs_threshold_or_says_it_cannot():
         keep_freed_memory(2**31)
 
 
-def test_alignn_defaults_are_the_published_model_and_recipe():
+def test_alignn_defaults_are_the_published_model_and_the_shared_recipe():
     reg = ALIGNNRegressor()
     assert (reg.alignn_layers, reg.gcn_layers, reg.hidden_features) == (4, 4, 256)
     assert (reg.embedding_features, reg.edge_input_features, reg.triplet_input_features) == (
@@ -250,13 +251,12 @@ def test_alignn_defaults_are_the_published_model_and_recipe():
         80,
         40,
     )
-    assert (reg.lr, reg.lr_schedule, reg.weight_decay, reg.batch_size, reg.max_epochs) == (
-        1e-3,
-        "onecycle",
-        1e-5,
-        64,
-        300,
-    )
+    shared = CGCNNRegressor()
+    settings = ("lr", "lr_schedule", "weight_decay", "batch_size", "max_epochs", "optimizer")
+    assert [getattr(reg, name) for name in settings] == [getattr(shared, n) for n in settings]
+    published = ALIGNNRegressor(**recipe("alignn-authors"))
+    assert (published.lr, published.lr_schedule, published.weight_decay) == (1e-3, "onecycle", 1e-5)
+    assert (published.max_epochs, published.early_stopping) == (300, False)
     model = ALIGNN(92, 1, 8.0)
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(4.03e6, rel=0.02)
     assert model.edge_embedding[0].gamma == pytest.approx(79 / 8)
