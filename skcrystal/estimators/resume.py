@@ -199,8 +199,9 @@ def _loadable(value: Any, owner: str) -> Any:
     """``value`` with numpy scalars made Python ones, so that ``weights_only`` reads it back."""
     if isinstance(value, dict):
         return {key: _loadable(item, owner) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_loadable(item, owner) for item in value)
+    if isinstance(value, (list, tuple)):  # named tuples become plain ones
+        items = [_loadable(item, owner) for item in value]
+        return items if isinstance(value, list) else tuple(items)
     if isinstance(value, np.generic):
         return value.item()
     if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
@@ -238,7 +239,8 @@ def _warn_stateless(net) -> None:
     """
     for name, cb in net.callbacks_:
         library = type(cb).__module__.partition(".")[0]
-        stateful = any(key.endswith("_") and not key.startswith("_") for key in vars(cb))
+        names = getattr(cb, "__dict__", {})
+        stateful = any(key.endswith("_") and not key.startswith("_") for key in names)
         if (
             stateful
             and library not in ("skorch", "skcrystal")
