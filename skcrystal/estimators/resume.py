@@ -37,7 +37,8 @@ __all__ = ["TrainingCheckpoint", "fit_fingerprint", "read_training_state"]
 #: Version of the file layout; a file of another version is refused.
 FORMAT = 1
 
-# skorch callbacks whose state lives in these attributes (all plain values or tensors).
+# skorch callbacks whose state lives in these attributes (plain values, numpy scalars or
+# tensors; :func:`_loadable` makes the numpy scalars Python ones when the file is written).
 _EARLY_STOPPING_STATE = ("misses_", "dynamic_threshold_", "best_epoch_", "best_model_weights_")
 
 
@@ -221,13 +222,11 @@ def _callback_state(cb: Callback) -> dict[str, Any]:
     if hasattr(cb, "get_training_state"):
         return cb.get_training_state()
     if isinstance(cb, EarlyStopping):
-        state = {name: getattr(cb, name) for name in _EARLY_STOPPING_STATE}
-        state["dynamic_threshold_"] = float(state["dynamic_threshold_"])
-        return state
+        return {name: getattr(cb, name) for name in _EARLY_STOPPING_STATE}
     if isinstance(cb, LRScheduler):
         return {"batch_idx_": cb.batch_idx_, "scheduler": cb.lr_scheduler_.state_dict()}
     if hasattr(cb, "best_score_"):  # skorch's PassthroughScoring and EpochScoring
-        return {"best_score_": float(cb.best_score_)}
+        return {"best_score_": cb.best_score_}
     return {}
 
 
