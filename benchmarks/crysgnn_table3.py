@@ -64,8 +64,7 @@ def main() -> None:
         "training, 10 % validation, 70 % test, seed 0); — : not measured yet. The paper's "
         "values are not beside them: its Table 3 could not be read from this project's "
         "offline sources. Rows dated before 2026-12-07 that use `crysgnn-mp` had skcrystal "
-        "0.1's teacher (see the top of this page).\n\n"
-        + markdown_table(rows),
+        "0.1's teacher (see the top of this page).\n\n" + markdown_table(rows),
     )
 
 
