@@ -222,8 +222,7 @@ class TestAtBest(Callback):
 
     def on_epoch_end(self, net, **kwargs):
         score = net.history[-1, "valid_mae"]
-        # history[:-1] of a one-epoch history is empty, and skorch has no key to read there
-        best_before = min(net.history[:-1, "valid_mae"]) if len(net.history) > 1 else math.inf
+        best_before = min(net.history[:, "valid_mae"][:-1], default=math.inf)
         last = len(net.history) == net.max_epochs_
         if score < best_before or last:
             mae = float(np.abs(net.predict(self.graphs) - self.y).mean())
