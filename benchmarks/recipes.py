@@ -381,8 +381,9 @@ thing and ran at the epochs of the first rule tried (twice today's); "not run" w
 dataset has only the defaults (their patience replays are not a sweep). Patience is
 replayed from the validation curve of each run (exact for a fixed schedule). Fit minutes:
 one thread per run, two runs sharing the 2 cores (about 1.5-2x an idle machine's time;
-the "7k" runs partly three, so more; the "7k" authors' arm ran its last 110 epochs on two
-threads); "seeds" is the number of seeds averaged.
+the "7k" runs partly three, so more; the "7k" authors' arms ran their last 110 (formation
+energy) and 175 (band gap) epochs on two threads alone, the carbon-24 sweep arms all
+theirs); "seeds" is the number of seeds averaged.
 """
 
 
