@@ -377,9 +377,10 @@ others: seed-0 permutation, 60/20/20); the best epoch and every choice by
 validation MAE, test MAE only reported. "new defaults" are today's defaults
 (`skcrystal.recipes`), run with the epochs of `auto_max_epochs`; "defaults, N ep" the same
 recipe with other epochs; sweep arms (lr1e-3, lr1e-2, onecycle, plateau, bs128) changed one
-thing and ran at the epochs of the first rule tried (twice today's); "not run" where a
-dataset has only the defaults (their patience replays are not a sweep). Patience is
-replayed from the validation curve of each run (exact for a fixed schedule). Fit minutes:
+thing and ran at the epochs of the first rule tried (twice today's; carbon-24's at
+today's), replayed with the defaults' patience; "not run" where a dataset has only the
+defaults (their patience replays are not a sweep). Patience is replayed from the
+validation curve of each run (exact for a fixed schedule). Fit minutes:
 one thread per run, two runs sharing the 2 cores (about 1.5-2x an idle machine's time;
 the "7k" runs partly three, so more; the "7k" authors' arms ran their last 110 (formation
 energy) and 175 (band gap) epochs on two threads alone, the carbon-24 sweep arms all
