@@ -5,8 +5,8 @@ the cosine rate nears zero (docs/training.md). This script trains ``CGCNNRegress
 (defaults, seed 0, ``--epochs`` epochs on the split of ``recipes.py``) and, every five
 epochs, predicts the validation crystals with the same weights three ways: with the
 running averages that ``predict`` uses, with each batch's own statistics, and with
-statistics recomputed over the training crystals (a cumulative average, as
-``torch.optim.swa_utils.update_bn`` computes). The table goes into docs/benchmarks.md.
+statistics recomputed over the training crystals (a cumulative average,
+``torch.optim.swa_utils.update_bn``). The table goes into docs/benchmarks.md.
 
     python benchmarks/batchnorm_statistics.py --datasets carbon24 mp-eform-1k --epochs 30
 """
@@ -22,12 +22,9 @@ import torch
 from recipes import DATASETS
 from report import machine, markdown_table, write_section
 from skorch.callbacks import Callback
+from torch.optim.swa_utils import update_bn
 
 from skcrystal import CGCNNRegressor, CrystalGraphTransformer
-
-
-def _norms(module: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
-    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
 
 
 class ThreeStatistics(Callback):
@@ -48,18 +45,12 @@ class ThreeStatistics(Callback):
         if epoch % self.every:
             return
         per_batch = copy.deepcopy(net.module_)
-        for norm in _norms(per_batch):
-            norm.track_running_stats = False
-            norm.running_mean = norm.running_var = None
+        for norm in per_batch.modules():
+            if isinstance(norm, torch.nn.modules.batchnorm._BatchNorm):
+                norm.track_running_stats = False
+                norm.running_mean = norm.running_var = None
         recomputed = copy.deepcopy(net.module_)
-        norms = _norms(recomputed)
-        for norm in norms:
-            norm.reset_running_stats()
-            norm.momentum = None  # cumulative average over the training batches
-        recomputed.train()
-        with torch.no_grad():
-            for inputs, _ in net.get_iterator(dataset_train, training=False):
-                recomputed(inputs)
+        update_bn(net.get_iterator(dataset_train, training=False), recomputed)
         self.rows.append(
             {
                 "epoch": epoch,
